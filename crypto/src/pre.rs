@@ -1,0 +1,1 @@
+//! pre (being written)

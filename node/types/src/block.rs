@@ -1,0 +1,302 @@
+//! Batches and blocks.
+//!
+//! The Raft leader cuts a [`Batch`] of transactions, signs its bytes and proposes the
+//! [`SignedBatch`] as one Raft entry. Every node applies committed entries in log order and
+//! derives the same [`Block`] from each: number = tip + 1, previous hash = tip hash,
+//! data hash = SHA-256 of the batch bytes. A block's hash is the hash of its header, so the
+//! chain links headers:
+//!
+//! ```text
+//!  Block 0 (genesis config) <── Block 1 { prev = hash(h0), data = sha256(batch1) } <── Block 2 ...
+//! ```
+//!
+//! The validation codes are stored beside the block ([`BlockRecord`]), not hashed, as in
+//! Fabric's block metadata: every honest node computes the same codes from the same chain.
+
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+use sphr_crypto::hash::{Hash32, sha256};
+use sphr_crypto::keys::{PublicKey, SecretKey, Signature};
+
+use crate::codes::ValidationCode;
+use crate::tx::TxError;
+use crate::{MAX_BLOCK_BYTES, decode, encode};
+
+/// Names a node: its org and its name within the org.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct NodeRef {
+    /// Organisation.
+    pub org: String,
+    /// Node name within the org.
+    pub name: String,
+}
+
+impl std::fmt::Display for NodeRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{}", self.name, self.org)
+    }
+}
+
+/// Transactions cut by the leader, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Batch {
+    /// The consenter that cut the batch.
+    pub proposer: NodeRef,
+    /// The proposer's clock when it cut the batch (Unix milliseconds).
+    pub timestamp_ms: u64,
+    /// Encoded transactions.
+    pub txs: Vec<ByteBuf>,
+}
+
+/// A batch and its proposer's signature over the exact batch bytes: one Raft entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedBatch {
+    /// CBOR of [`Batch`].
+    #[serde(with = "serde_bytes")]
+    pub batch: Vec<u8>,
+    /// The proposer's signature over `batch`.
+    pub signature: Signature,
+}
+
+impl SignedBatch {
+    /// Encodes and signs a batch.
+    pub fn seal(batch: &Batch, key: &SecretKey) -> Result<Self, TxError> {
+        let bytes = encode(batch).map_err(|source| TxError::Cbor {
+            what: "batch",
+            source,
+        })?;
+        let signature = key.sign(&bytes);
+        Ok(SignedBatch {
+            batch: bytes,
+            signature,
+        })
+    }
+
+    /// Decodes the batch (not checking the signature).
+    pub fn decode_batch(&self) -> Result<Batch, TxError> {
+        decode(&self.batch, MAX_BLOCK_BYTES).map_err(|source| TxError::Cbor {
+            what: "batch",
+            source,
+        })
+    }
+
+    /// Verifies the proposer's signature.
+    pub fn verify(&self, proposer_key: &PublicKey) -> Result<(), TxError> {
+        proposer_key
+            .verify(&self.batch, &self.signature)
+            .map_err(|_| TxError::Invalid("the batch signature does not verify".into()))
+    }
+
+    /// Encodes for a Raft entry.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, TxError> {
+        encode(self).map_err(|source| TxError::Cbor {
+            what: "signed batch",
+            source,
+        })
+    }
+
+    /// Decodes a Raft entry.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, TxError> {
+        decode(bytes, MAX_BLOCK_BYTES).map_err(|source| TxError::Cbor {
+            what: "signed batch",
+            source,
+        })
+    }
+}
+
+/// What a block carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BlockData {
+    /// Block 0: the CBOR of the genesis configuration.
+    Genesis(ByteBuf),
+    /// Every later block: a signed batch.
+    Batch(SignedBatch),
+}
+
+impl BlockData {
+    /// SHA-256 of the config or batch bytes.
+    pub fn hash(&self) -> Hash32 {
+        match self {
+            BlockData::Genesis(b) => sha256(b),
+            BlockData::Batch(s) => sha256(&s.batch),
+        }
+    }
+}
+
+/// The hashed part of a block.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockHeader {
+    /// Height: 0 for genesis.
+    pub number: u64,
+    /// Hash of the previous block's header (zero for genesis).
+    pub previous_hash: Hash32,
+    /// Hash of the block's data.
+    pub data_hash: Hash32,
+    /// The proposer's clock (Unix milliseconds).
+    pub timestamp_ms: u64,
+}
+
+impl BlockHeader {
+    /// The block hash.
+    pub fn hash(&self) -> Hash32 {
+        // Encoding a struct of integers and fixed byte strings cannot fail.
+        sha256(&encode(self).unwrap_or_default())
+    }
+}
+
+/// A block.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Block {
+    /// The hashed header.
+    pub header: BlockHeader,
+    /// Genesis config or signed batch.
+    pub data: BlockData,
+}
+
+impl Block {
+    /// The block that follows `prev` with `batch` (as derived by every node applying the entry).
+    pub fn next(prev: &BlockHeader, batch: SignedBatch, timestamp_ms: u64) -> Block {
+        let data = BlockData::Batch(batch);
+        Block {
+            header: BlockHeader {
+                number: prev.number.saturating_add(1),
+                previous_hash: prev.hash(),
+                data_hash: data.hash(),
+                timestamp_ms,
+            },
+            data,
+        }
+    }
+
+    /// The block hash.
+    pub fn hash(&self) -> Hash32 {
+        self.header.hash()
+    }
+
+    /// Checks that the data hash matches the data, and that the block follows `prev`.
+    pub fn check_link(&self, prev: &BlockHeader) -> Result<(), TxError> {
+        if self.header.data_hash != self.data.hash() {
+            return Err(TxError::Invalid(format!(
+                "block {}: data hash does not match its data",
+                self.header.number
+            )));
+        }
+        if Some(self.header.number) != prev.number.checked_add(1) {
+            return Err(TxError::Invalid(format!(
+                "block {} does not follow block {}",
+                self.header.number, prev.number
+            )));
+        }
+        if self.header.previous_hash != prev.hash() {
+            return Err(TxError::Invalid(format!(
+                "block {}: previous hash does not match block {}",
+                self.header.number, prev.number
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A block as stored: with the validation code of each transaction and the Raft index it came
+/// from (0 for genesis).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockRecord {
+    /// The block.
+    pub block: Block,
+    /// One code per transaction, in order.
+    pub codes: Vec<ValidationCode>,
+    /// The Raft log index of the entry the block was derived from.
+    pub raft_index: u64,
+}
+
+impl BlockRecord {
+    /// Encodes for storage or the wire.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, TxError> {
+        encode(self).map_err(|source| TxError::Cbor {
+            what: "block record",
+            source,
+        })
+    }
+
+    /// Decodes a stored block record.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, TxError> {
+        decode(bytes, MAX_BLOCK_BYTES + 1024 * 1024).map_err(|source| TxError::Cbor {
+            what: "block record",
+            source,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn genesis() -> Block {
+        let data = BlockData::Genesis(ByteBuf::from(vec![1, 2, 3]));
+        Block {
+            header: BlockHeader {
+                number: 0,
+                previous_hash: Hash32::ZERO,
+                data_hash: data.hash(),
+                timestamp_ms: 0,
+            },
+            data,
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn block_record_round_trip(txs in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 0..8),
+                                   ts in any::<u64>(), idx in any::<u64>()) {
+            let key = SecretKey::from_bytes(&[3; 32]);
+            let batch = Batch {
+                proposer: NodeRef { org: "O".into(), name: "n".into() },
+                timestamp_ms: ts,
+                txs: txs.into_iter().map(ByteBuf::from).collect(),
+            };
+            let sb = SignedBatch::seal(&batch, &key).unwrap();
+            prop_assert!(sb.verify(&key.public_key()).is_ok());
+            let sb2 = SignedBatch::from_bytes(&sb.to_bytes().unwrap()).unwrap();
+            prop_assert_eq!(&sb2, &sb);
+            prop_assert_eq!(sb2.decode_batch().unwrap(), batch);
+            let g = genesis();
+            let b = Block::next(&g.header, sb, ts);
+            prop_assert!(b.check_link(&g.header).is_ok());
+            let n = match &b.data { BlockData::Batch(s) => s.decode_batch().unwrap().txs.len(), _ => 0 };
+            let rec = BlockRecord { block: b, codes: vec![ValidationCode::Valid; n], raft_index: idx };
+            prop_assert_eq!(BlockRecord::from_bytes(&rec.to_bytes().unwrap()).unwrap(), rec);
+        }
+    }
+
+    #[test]
+    fn broken_links_are_refused() {
+        let key = SecretKey::from_bytes(&[3; 32]);
+        let g = genesis();
+        let batch = Batch {
+            proposer: NodeRef {
+                org: "O".into(),
+                name: "n".into(),
+            },
+            timestamp_ms: 1,
+            txs: vec![],
+        };
+        let sb = SignedBatch::seal(&batch, &key).unwrap();
+        let b = Block::next(&g.header, sb, 1);
+        let mut wrong_prev = b.clone();
+        wrong_prev.header.previous_hash = Hash32([1; 32]);
+        assert!(wrong_prev.check_link(&g.header).is_err());
+        let mut wrong_num = b.clone();
+        wrong_num.header.number = 5;
+        assert!(wrong_num.check_link(&g.header).is_err());
+        let mut wrong_data = b;
+        wrong_data.header.data_hash = Hash32([2; 32]);
+        assert!(wrong_data.check_link(&g.header).is_err());
+        assert!(
+            SignedBatch::seal(&batch, &key)
+                .unwrap()
+                .verify(&SecretKey::from_bytes(&[4; 32]).public_key())
+                .is_err()
+        );
+    }
+}
