@@ -259,35 +259,139 @@ mod tests {
         ok.validate().unwrap();
 
         let cases: Vec<(OrdererConfig, &str)> = vec![
-            (OrdererConfig { id: 0, ..ok.clone() }, "id"),
-            (OrdererConfig { id: 9, ..ok.clone() }, "id"),
-            (OrdererConfig { voters: vec![], ..ok.clone() }, "voters"),
-            (OrdererConfig { voters: vec![1, 2, 2], ..ok.clone() }, "voters"),
-            (OrdererConfig { voters: vec![0, 2], ..ok.clone() }, "voters"),
-            (OrdererConfig { tick: Duration::ZERO, ..ok.clone() }, "tick"),
-            (OrdererConfig { heartbeat_ticks: 0, ..ok.clone() }, "heartbeat_ticks"),
             (
-                OrdererConfig { election_ticks: 1, heartbeat_ticks: 1, ..ok.clone() },
+                OrdererConfig {
+                    id: 0,
+                    ..ok.clone()
+                },
+                "id",
+            ),
+            (
+                OrdererConfig {
+                    id: 9,
+                    ..ok.clone()
+                },
+                "id",
+            ),
+            (
+                OrdererConfig {
+                    voters: vec![],
+                    ..ok.clone()
+                },
+                "voters",
+            ),
+            (
+                OrdererConfig {
+                    voters: vec![1, 2, 2],
+                    ..ok.clone()
+                },
+                "voters",
+            ),
+            (
+                OrdererConfig {
+                    voters: vec![0, 2],
+                    ..ok.clone()
+                },
+                "voters",
+            ),
+            (
+                OrdererConfig {
+                    tick: Duration::ZERO,
+                    ..ok.clone()
+                },
+                "tick",
+            ),
+            (
+                OrdererConfig {
+                    heartbeat_ticks: 0,
+                    ..ok.clone()
+                },
+                "heartbeat_ticks",
+            ),
+            (
+                OrdererConfig {
+                    election_ticks: 1,
+                    heartbeat_ticks: 1,
+                    ..ok.clone()
+                },
                 "election_ticks",
             ),
-            (OrdererConfig { max_tx: 0, ..ok.clone() }, "max_tx"),
-            (OrdererConfig { max_bytes: 0, ..ok.clone() }, "max_bytes"),
-            (OrdererConfig { batch_timeout: Duration::ZERO, ..ok.clone() }, "batch_timeout"),
-            (OrdererConfig { snapshot_interval: 0, ..ok.clone() }, "snapshot_interval"),
             (
-                OrdererConfig { snapshot_interval: 4, snapshot_catchup_entries: 4, ..ok.clone() },
+                OrdererConfig {
+                    max_tx: 0,
+                    ..ok.clone()
+                },
+                "max_tx",
+            ),
+            (
+                OrdererConfig {
+                    max_bytes: 0,
+                    ..ok.clone()
+                },
+                "max_bytes",
+            ),
+            (
+                OrdererConfig {
+                    batch_timeout: Duration::ZERO,
+                    ..ok.clone()
+                },
+                "batch_timeout",
+            ),
+            (
+                OrdererConfig {
+                    snapshot_interval: 0,
+                    ..ok.clone()
+                },
+                "snapshot_interval",
+            ),
+            (
+                OrdererConfig {
+                    snapshot_interval: 4,
+                    snapshot_catchup_entries: 4,
+                    ..ok.clone()
+                },
                 "snapshot_catchup_entries",
             ),
-            (OrdererConfig { input_capacity: 0, ..ok.clone() }, "input_capacity"),
-            (OrdererConfig { max_pending_txs: 0, ..ok.clone() }, "max_pending_txs"),
             (
-                OrdererConfig { max_inflight_proposals: 0, ..ok.clone() },
+                OrdererConfig {
+                    input_capacity: 0,
+                    ..ok.clone()
+                },
+                "input_capacity",
+            ),
+            (
+                OrdererConfig {
+                    max_pending_txs: 0,
+                    ..ok.clone()
+                },
+                "max_pending_txs",
+            ),
+            (
+                OrdererConfig {
+                    max_inflight_proposals: 0,
+                    ..ok.clone()
+                },
                 "max_inflight_proposals",
             ),
-            (OrdererConfig { max_msg_bytes: 0, ..ok.clone() }, "max_msg_bytes"),
-            (OrdererConfig { max_inflight_msgs: 0, ..ok.clone() }, "max_inflight_msgs"),
             (
-                OrdererConfig { max_committed_bytes_per_ready: 0, ..ok.clone() },
+                OrdererConfig {
+                    max_msg_bytes: 0,
+                    ..ok.clone()
+                },
+                "max_msg_bytes",
+            ),
+            (
+                OrdererConfig {
+                    max_inflight_msgs: 0,
+                    ..ok.clone()
+                },
+                "max_inflight_msgs",
+            ),
+            (
+                OrdererConfig {
+                    max_committed_bytes_per_ready: 0,
+                    ..ok.clone()
+                },
                 "max_committed_bytes_per_ready",
             ),
         ];

@@ -67,7 +67,8 @@ impl BlockCutter {
     pub fn push(&mut self, tx: Vec<u8>, now: Instant) -> Vec<Batch> {
         let mut out = Vec::new();
         let len = tx.len();
-        if !self.pending.is_empty() && self.pending_bytes.saturating_add(len) > self.limits.max_bytes
+        if !self.pending.is_empty()
+            && self.pending_bytes.saturating_add(len) > self.limits.max_bytes
         {
             out.extend(self.cut());
         }
@@ -76,8 +77,7 @@ impl BlockCutter {
         }
         self.pending.push(tx);
         self.pending_bytes = self.pending_bytes.saturating_add(len);
-        if self.pending.len() >= self.limits.max_tx || self.pending_bytes >= self.limits.max_bytes
-        {
+        if self.pending.len() >= self.limits.max_tx || self.pending_bytes >= self.limits.max_bytes {
             out.extend(self.cut());
         }
         out

@@ -1,0 +1,828 @@
+//! [`SledRaftStorage`]: the Raft log, hard state, conf state and snapshot on two sled trees.
+//!
+//! The node owns one sled `Db` and hands in two trees (for instance `raft_log` and
+//! `raft_meta`). Layout:
+//!
+//! ```text
+//!  raft_log:  index (u64 big-endian) ──> term (u64 big-endian) ++ protobuf(Entry)
+//!  raft_meta: "version"    ──> u64 BE (format version, 1)
+//!             "hard_state" ──> protobuf(HardState)
+//!             "conf_state" ──> protobuf(ConfState)
+//!             "snapshot"   ──> protobuf(Snapshot)       (metadata and the applier's data)
+//!             "truncated"  ──> index BE ++ term BE     (last entry discarded by compaction)
+//! ```
+//!
+//! The term prefix lets [`raft::Storage::term`] answer without decoding an entry (raft asks
+//! for terms far more often than for entries). `first_index = truncated.index + 1`, and the
+//! term of `truncated.index` is kept, as the [`raft::Storage`] contract asks, so a follower
+//! one entry behind the compaction point still matches.
+//!
+//! Every write is one sled transaction over both trees, so a crash leaves either the old or
+//! the new state. Writes are not flushed: the driver calls [`SledRaftStorage::flush`] once
+//! per `Ready`, after all of its writes and before sending the messages that announce them.
+//! The cached state (`hard_state`, indexes, ...) is read back and checked on
+//! [`SledRaftStorage::open`].
+
+use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
+use raft::{GetEntriesContext, RaftState, Storage};
+use sled::transaction::{TransactionError, Transactional};
+use sled::{IVec, Tree};
+
+use crate::codec::{self, CodecError};
+
+/// On-disk format version of the two trees.
+pub const FORMAT_VERSION: u64 = 1;
+
+/// Largest record this storage decodes from its own trees (an entry is one block; the node's
+/// block limit is far below this). Protects against a corrupt length on disk.
+pub const MAX_RECORD_BYTES: usize = 256 * 1024 * 1024;
+
+const KEY_VERSION: &[u8] = b"version";
+const KEY_HARD_STATE: &[u8] = b"hard_state";
+const KEY_CONF_STATE: &[u8] = b"conf_state";
+const KEY_SNAPSHOT: &[u8] = b"snapshot";
+const KEY_TRUNCATED: &[u8] = b"truncated";
+
+/// A Raft storage operation failed.
+///
+/// What follows: every variant stops the orderer (the driver reports it through
+/// `RaftStatus::fatal`); Raft cannot go on with a log it cannot read or write. The
+/// `NonContiguous`, `OverwriteCompacted`, `Gap`, `CompactBeyondLog` and `SnapshotOutOfDate`
+/// variants are caller bugs that `MemStorage` answers with a panic.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// sled failed (I/O, corruption detected by sled).
+    #[error("sled: {0}")]
+    Sled(#[from] sled::Error),
+    /// A stored record does not decode.
+    #[error("decode: {0}")]
+    Codec(#[from] CodecError),
+    /// The trees are inconsistent (a gap in the log, a key that does not match its entry...).
+    #[error("corrupt raft storage: {0}")]
+    Corrupt(String),
+    /// The trees were written by another format version.
+    #[error("raft storage format version {found}, this build reads version {FORMAT_VERSION}")]
+    UnsupportedVersion {
+        /// Version found on disk.
+        found: u64,
+    },
+    /// Entries handed to `append` do not have consecutive indexes.
+    #[error("entries to append are not contiguous at position {position}")]
+    NonContiguous {
+        /// Position in the slice of the first entry out of sequence.
+        position: usize,
+    },
+    /// `append` would overwrite compacted entries.
+    #[error("append at {index} overwrites the compacted log (first index {first})")]
+    OverwriteCompacted {
+        /// First index to append.
+        index: u64,
+        /// First index available.
+        first: u64,
+    },
+    /// `append` would leave a hole after the last entry.
+    #[error("append at {index} leaves a gap after the last index {last}")]
+    Gap {
+        /// First index to append.
+        index: u64,
+        /// Last index stored.
+        last: u64,
+    },
+    /// `compact` was asked to discard entries that are not there.
+    #[error("compact to {index} is beyond the last index {last} + 1")]
+    CompactBeyondLog {
+        /// Requested compact index.
+        index: u64,
+        /// Last index stored.
+        last: u64,
+    },
+    /// A snapshot older than what the log already holds.
+    #[error("snapshot at {index} is out of date (first index {first})")]
+    SnapshotOutOfDate {
+        /// Snapshot index.
+        index: u64,
+        /// First index available.
+        first: u64,
+    },
+    /// A local snapshot was asked at an index that is not committed or not in the log.
+    #[error("cannot snapshot at {index}: must be within [{low}, {high}]")]
+    SnapshotRange {
+        /// Requested index.
+        index: u64,
+        /// Lowest acceptable index.
+        low: u64,
+        /// Highest acceptable index (the commit index, bounded by the last index).
+        high: u64,
+    },
+    /// A reopened log names other voters than the configuration (another genesis?).
+    #[error("stored voters {stored:?} differ from the configured voters {configured:?}")]
+    VotersMismatch {
+        /// Voters in the stored ConfState.
+        stored: Vec<u64>,
+        /// Voters in the configuration.
+        configured: Vec<u64>,
+    },
+}
+
+impl From<StoreError> for raft::Error {
+    fn from(e: StoreError) -> Self {
+        raft::Error::Store(raft::StorageError::Other(Box::new(e)))
+    }
+}
+
+/// Raft storage over two sled trees. See the module documentation for the layout.
+///
+/// Reads go through [`raft::Storage`]; writes are `&mut self` methods called by the driver
+/// only (single writer), and are durable after [`SledRaftStorage::flush`].
+#[derive(Debug)]
+pub struct SledRaftStorage {
+    log: Tree,
+    meta: Tree,
+    hard_state: HardState,
+    conf_state: ConfState,
+    snapshot_meta: SnapshotMetadata,
+    /// Index and term of the last discarded entry (0, 0 for a log never compacted).
+    truncated: (u64, u64),
+    last_index: u64,
+}
+
+fn log_key(index: u64) -> [u8; 8] {
+    index.to_be_bytes()
+}
+
+fn read_u64(bytes: &[u8], what: &str) -> Result<u64, StoreError> {
+    let arr: [u8; 8] = bytes
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| StoreError::Corrupt(format!("{what}: short record")))?;
+    Ok(u64::from_be_bytes(arr))
+}
+
+fn encode_log_value(e: &Entry) -> Result<IVec, StoreError> {
+    let body = codec::encode(e, "raft entry")?;
+    let mut v = Vec::with_capacity(8 + body.len());
+    v.extend_from_slice(&e.term.to_be_bytes());
+    v.extend_from_slice(&body);
+    Ok(IVec::from(v))
+}
+
+fn decode_log_value(index: u64, v: &[u8]) -> Result<Entry, StoreError> {
+    let term = read_u64(v, "raft entry")?;
+    let e: Entry = codec::decode(&v[8..], MAX_RECORD_BYTES, "raft entry")?;
+    if e.index != index || e.term != term {
+        return Err(StoreError::Corrupt(format!(
+            "entry under key {index} holds index {} term {} (prefix term {term})",
+            e.index, e.term
+        )));
+    }
+    Ok(e)
+}
+
+type LogOps = Vec<([u8; 8], Option<IVec>)>;
+type MetaOps = Vec<(&'static [u8], IVec)>;
+
+impl SledRaftStorage {
+    /// Opens the storage on these trees (creating the format marker on empty trees), loads
+    /// and checks the stored state.
+    pub fn open(log: Tree, meta: Tree) -> Result<Self, StoreError> {
+        match meta.get(KEY_VERSION)? {
+            Some(v) => {
+                let found = read_u64(&v, "version")?;
+                if found != FORMAT_VERSION {
+                    return Err(StoreError::UnsupportedVersion { found });
+                }
+            }
+            None => {
+                if !log.is_empty() || !meta.is_empty() {
+                    return Err(StoreError::Corrupt(
+                        "raft trees hold data but no format version".into(),
+                    ));
+                }
+                meta.insert(KEY_VERSION, &FORMAT_VERSION.to_be_bytes())?;
+            }
+        }
+        let hard_state: HardState = match meta.get(KEY_HARD_STATE)? {
+            Some(v) => codec::decode(&v, MAX_RECORD_BYTES, "hard state")?,
+            None => HardState::default(),
+        };
+        let conf_state: ConfState = match meta.get(KEY_CONF_STATE)? {
+            Some(v) => codec::decode(&v, MAX_RECORD_BYTES, "conf state")?,
+            None => ConfState::default(),
+        };
+        let snapshot_meta = match meta.get(KEY_SNAPSHOT)? {
+            Some(v) => {
+                let mut s: Snapshot = codec::decode(&v, MAX_RECORD_BYTES, "snapshot")?;
+                s.take_metadata()
+            }
+            None => SnapshotMetadata::default(),
+        };
+        let truncated = match meta.get(KEY_TRUNCATED)? {
+            Some(v) => (
+                read_u64(&v, "truncated")?,
+                read_u64(v.get(8..).unwrap_or_default(), "truncated")?,
+            ),
+            None => (0, 0),
+        };
+
+        let last_index = match log.last()? {
+            Some((k, v)) => {
+                let index = read_u64(&k, "log key")?;
+                // Read the last entry back fully: checks the key, the prefix and the body.
+                decode_log_value(index, &v)?;
+                index
+            }
+            None => truncated.0,
+        };
+        if let Some((k, _)) = log.first()? {
+            let first = read_u64(&k, "log key")?;
+            if first != truncated.0.saturating_add(1) {
+                return Err(StoreError::Corrupt(format!(
+                    "first log entry {first} does not follow the truncated index {}",
+                    truncated.0
+                )));
+            }
+        }
+        let entries_stored = u64::try_from(log.len()).unwrap_or(u64::MAX);
+        if last_index.saturating_sub(truncated.0) != entries_stored {
+            return Err(StoreError::Corrupt(format!(
+                "{entries_stored} entries stored between {} and {last_index}",
+                truncated.0
+            )));
+        }
+        if hard_state.commit > last_index {
+            return Err(StoreError::Corrupt(format!(
+                "commit {} is beyond the last index {last_index}",
+                hard_state.commit
+            )));
+        }
+        Ok(Self {
+            log,
+            meta,
+            hard_state,
+            conf_state,
+            snapshot_meta,
+            truncated,
+            last_index,
+        })
+    }
+
+    /// Whether a ConfState has been stored (by [`Self::bootstrap`] or a snapshot).
+    pub fn is_initialized(&self) -> bool {
+        self.conf_state != ConfState::default()
+    }
+
+    /// Static membership: on a fresh storage, stores a ConfState with these voters (flushed);
+    /// on an initialized one, checks that it names the same voters.
+    pub fn bootstrap(&mut self, voters: &[u64]) -> Result<(), StoreError> {
+        let mut configured = voters.to_vec();
+        configured.sort_unstable();
+        configured.dedup();
+        if self.is_initialized() {
+            let mut stored = self.conf_state.voters.clone();
+            stored.sort_unstable();
+            if stored != configured || !self.conf_state.learners.is_empty() {
+                return Err(StoreError::VotersMismatch { stored, configured });
+            }
+            return Ok(());
+        }
+        let cs = ConfState {
+            voters: configured,
+            ..ConfState::default()
+        };
+        let bytes = IVec::from(codec::encode(&cs, "conf state")?);
+        self.write(Vec::new(), vec![(KEY_CONF_STATE, bytes)])?;
+        self.flush()?;
+        self.conf_state = cs;
+        Ok(())
+    }
+
+    /// Appends entries (replacing any stored entries from the first one's index on) and,
+    /// if given, stores the hard state: one atomic write. Not flushed.
+    pub fn append_and_set_hard_state(
+        &mut self,
+        entries: &[Entry],
+        hard_state: Option<&HardState>,
+    ) -> Result<(), StoreError> {
+        let mut log_ops: LogOps = Vec::new();
+        let mut meta_ops: MetaOps = Vec::new();
+        let mut new_last = self.last_index;
+        if let Some(first) = entries.first() {
+            for (i, e) in entries.iter().enumerate() {
+                let want = first.index.checked_add(i as u64);
+                if want != Some(e.index) {
+                    return Err(StoreError::NonContiguous { position: i });
+                }
+            }
+            let first_index = self.first_log_index();
+            if first.index < first_index {
+                return Err(StoreError::OverwriteCompacted {
+                    index: first.index,
+                    first: first_index,
+                });
+            }
+            if first.index > self.last_index.saturating_add(1) {
+                return Err(StoreError::Gap {
+                    index: first.index,
+                    last: self.last_index,
+                });
+            }
+            new_last = first.index + (entries.len() as u64 - 1);
+            // Drop the old suffix beyond the new last entry (a conflicting tail).
+            for i in new_last.saturating_add(1)..=self.last_index {
+                log_ops.push((log_key(i), None));
+            }
+            for e in entries {
+                log_ops.push((log_key(e.index), Some(encode_log_value(e)?)));
+            }
+        }
+        if let Some(hs) = hard_state {
+            meta_ops.push((KEY_HARD_STATE, IVec::from(codec::encode(hs, "hard state")?)));
+        }
+        if log_ops.is_empty() && meta_ops.is_empty() {
+            return Ok(());
+        }
+        self.write(log_ops, meta_ops)?;
+        self.last_index = new_last;
+        if let Some(hs) = hard_state {
+            self.hard_state = hs.clone();
+        }
+        Ok(())
+    }
+
+    /// Appends entries; see [`Self::append_and_set_hard_state`].
+    pub fn append(&mut self, entries: &[Entry]) -> Result<(), StoreError> {
+        self.append_and_set_hard_state(entries, None)
+    }
+
+    /// Stores the hard state. Not flushed.
+    pub fn set_hard_state(&mut self, hs: &HardState) -> Result<(), StoreError> {
+        self.append_and_set_hard_state(&[], Some(hs))
+    }
+
+    /// Raises the stored commit index (never lowers it). Not flushed.
+    pub fn set_commit(&mut self, commit: u64) -> Result<(), StoreError> {
+        if commit <= self.hard_state.commit {
+            return Ok(());
+        }
+        let mut hs = self.hard_state.clone();
+        hs.commit = commit;
+        self.set_hard_state(&hs)
+    }
+
+    /// Stores the ConfState. Not flushed. (Static membership: only tests use it.)
+    pub fn set_conf_state(&mut self, cs: &ConfState) -> Result<(), StoreError> {
+        let bytes = IVec::from(codec::encode(cs, "conf state")?);
+        self.write(Vec::new(), vec![(KEY_CONF_STATE, bytes)])?;
+        self.conf_state = cs.clone();
+        Ok(())
+    }
+
+    /// Replaces the log with a snapshot received from the leader: discards every entry,
+    /// keeps the snapshot (with its data), raises the hard state's term and commit to it and
+    /// adopts its ConfState. One atomic write, not flushed. Same rule as `MemStorage`: a
+    /// snapshot below the first index is refused.
+    pub fn apply_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StoreError> {
+        let meta = snapshot.get_metadata();
+        let first = self.first_log_index();
+        if first > meta.index {
+            return Err(StoreError::SnapshotOutOfDate {
+                index: meta.index,
+                first,
+            });
+        }
+        let mut hs = self.hard_state.clone();
+        hs.term = hs.term.max(meta.term);
+        hs.commit = hs.commit.max(meta.index);
+        let cs = meta.get_conf_state().clone();
+
+        let log_ops: LogOps = (first..=self.last_index)
+            .map(|i| (log_key(i), None))
+            .collect();
+        let mut truncated = Vec::with_capacity(16);
+        truncated.extend_from_slice(&meta.index.to_be_bytes());
+        truncated.extend_from_slice(&meta.term.to_be_bytes());
+        let meta_ops: MetaOps = vec![
+            (
+                KEY_SNAPSHOT,
+                IVec::from(codec::encode(snapshot, "snapshot")?),
+            ),
+            (KEY_TRUNCATED, IVec::from(truncated)),
+            (
+                KEY_HARD_STATE,
+                IVec::from(codec::encode(&hs, "hard state")?),
+            ),
+            (
+                KEY_CONF_STATE,
+                IVec::from(codec::encode(&cs, "conf state")?),
+            ),
+        ];
+        self.write(log_ops, meta_ops)?;
+        self.snapshot_meta = meta.clone();
+        self.truncated = (meta.index, meta.term);
+        self.last_index = meta.index;
+        self.hard_state = hs;
+        self.conf_state = cs;
+        Ok(())
+    }
+
+    /// Stores a local snapshot at `index` (an applied, hence committed, index still in the
+    /// log) with the applier's `data` and the current ConfState. Does not compact: call
+    /// [`Self::compact`] after. Not flushed.
+    pub fn create_snapshot(&mut self, index: u64, data: Vec<u8>) -> Result<(), StoreError> {
+        let low = self.snapshot_meta.index.max(self.truncated.0);
+        let high = self.hard_state.commit.min(self.last_index);
+        if index < low || index > high {
+            return Err(StoreError::SnapshotRange { index, low, high });
+        }
+        let term = self.term_of(index)?;
+        let mut snap = Snapshot {
+            data: data.into(),
+            ..Snapshot::default()
+        };
+        let m = snap.mut_metadata();
+        m.index = index;
+        m.term = term;
+        m.set_conf_state(self.conf_state.clone());
+        let bytes = IVec::from(codec::encode(&snap, "snapshot")?);
+        self.write(Vec::new(), vec![(KEY_SNAPSHOT, bytes)])?;
+        self.snapshot_meta = snap.take_metadata();
+        Ok(())
+    }
+
+    /// Discards the entries before `compact_index` (same rule as `MemStorage::compact`: a
+    /// no-op at or below the first index; refused beyond `last_index + 1`). The term of the
+    /// entry at `compact_index - 1` is kept. The caller must not compact beyond its last
+    /// snapshot, or a follower behind would find neither entries nor a snapshot to catch up.
+    /// One atomic write, not flushed.
+    pub fn compact(&mut self, compact_index: u64) -> Result<(), StoreError> {
+        let first = self.first_log_index();
+        if compact_index <= first {
+            return Ok(());
+        }
+        if compact_index > self.last_index.saturating_add(1) {
+            return Err(StoreError::CompactBeyondLog {
+                index: compact_index,
+                last: self.last_index,
+            });
+        }
+        let new_truncated = compact_index - 1;
+        let term = self.term_of(new_truncated)?;
+        let log_ops: LogOps = (first..compact_index).map(|i| (log_key(i), None)).collect();
+        let mut truncated = Vec::with_capacity(16);
+        truncated.extend_from_slice(&new_truncated.to_be_bytes());
+        truncated.extend_from_slice(&term.to_be_bytes());
+        self.write(log_ops, vec![(KEY_TRUNCATED, IVec::from(truncated))])?;
+        self.truncated = (new_truncated, term);
+        Ok(())
+    }
+
+    /// Makes every write so far durable (sled flush + fsync of the whole database).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.meta.flush()?;
+        Ok(())
+    }
+
+    /// The stored hard state.
+    pub fn hard_state(&self) -> &HardState {
+        &self.hard_state
+    }
+
+    /// The stored ConfState.
+    pub fn conf_state(&self) -> &ConfState {
+        &self.conf_state
+    }
+
+    /// Metadata of the stored snapshot (index 0 when there is none).
+    pub fn snapshot_metadata(&self) -> &SnapshotMetadata {
+        &self.snapshot_meta
+    }
+
+    /// The stored snapshot with its data, if any.
+    pub fn stored_snapshot(&self) -> Result<Option<Snapshot>, StoreError> {
+        if self.snapshot_meta.index == 0 {
+            return Ok(None);
+        }
+        match self.meta.get(KEY_SNAPSHOT)? {
+            Some(v) => Ok(Some(codec::decode(&v, MAX_RECORD_BYTES, "snapshot")?)),
+            None => Err(StoreError::Corrupt(
+                "snapshot metadata without record".into(),
+            )),
+        }
+    }
+
+    /// First index available in the log (`truncated + 1`).
+    pub fn first_log_index(&self) -> u64 {
+        self.truncated.0.saturating_add(1)
+    }
+
+    /// Last index in the log (or the truncated/snapshot index when the log is empty).
+    pub fn last_log_index(&self) -> u64 {
+        self.last_index
+    }
+
+    fn term_of(&self, idx: u64) -> Result<u64, StoreError> {
+        if idx == self.truncated.0 {
+            return Ok(self.truncated.1);
+        }
+        match self.log.get(log_key(idx))? {
+            Some(v) => read_u64(&v, "raft entry"),
+            None => Err(StoreError::Corrupt(format!("entry {idx} missing"))),
+        }
+    }
+
+    fn write(&self, log_ops: LogOps, meta_ops: MetaOps) -> Result<(), StoreError> {
+        let res: Result<(), TransactionError<()>> =
+            (&self.log, &self.meta).transaction(|(log, meta)| {
+                for (k, v) in &log_ops {
+                    match v {
+                        Some(v) => log.insert(&k[..], v.clone())?,
+                        None => log.remove(&k[..])?,
+                    };
+                }
+                for (k, v) in &meta_ops {
+                    meta.insert(*k, v.clone())?;
+                }
+                Ok(())
+            });
+        match res {
+            Ok(()) => Ok(()),
+            Err(TransactionError::Storage(e)) => Err(StoreError::Sled(e)),
+            Err(TransactionError::Abort(())) => Err(StoreError::Corrupt(
+                "raft storage transaction aborted".into(),
+            )),
+        }
+    }
+}
+
+impl Storage for SledRaftStorage {
+    fn initial_state(&self) -> raft::Result<RaftState> {
+        Ok(RaftState::new(
+            self.hard_state.clone(),
+            self.conf_state.clone(),
+        ))
+    }
+
+    fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: impl Into<Option<u64>>,
+        _context: GetEntriesContext,
+    ) -> raft::Result<Vec<Entry>> {
+        let max_size = max_size.into();
+        if low < self.first_log_index() {
+            return Err(raft::Error::Store(raft::StorageError::Compacted));
+        }
+        if high > self.last_index.saturating_add(1) || low > high {
+            return Err(raft::Error::Store(raft::StorageError::Unavailable));
+        }
+        let mut out = Vec::with_capacity(usize::try_from(high - low).unwrap_or(0).min(1024));
+        let mut size: u64 = 0;
+        for (expect, item) in (low..).zip(self.log.range(log_key(low)..log_key(high))) {
+            let (k, v) = item.map_err(StoreError::from)?;
+            let index = read_u64(&k, "log key")?;
+            if index != expect {
+                return Err(StoreError::Corrupt(format!("entry {expect} missing")).into());
+            }
+            // The protobuf body length is the entry's `compute_size`: same rule as
+            // `raft::util::limit_size` (the first entry always goes).
+            size = size.saturating_add(v.len().saturating_sub(8) as u64);
+            if let Some(max) = max_size
+                && !out.is_empty()
+                && max != raft::NO_LIMIT
+                && size > max
+            {
+                break;
+            }
+            out.push(decode_log_value(index, &v)?);
+        }
+        if out.is_empty() && low < high {
+            return Err(StoreError::Corrupt(format!("entry {low} missing")).into());
+        }
+        Ok(out)
+    }
+
+    fn term(&self, idx: u64) -> raft::Result<u64> {
+        if idx == self.snapshot_meta.index && idx != 0 {
+            return Ok(self.snapshot_meta.term);
+        }
+        if idx < self.truncated.0 {
+            return Err(raft::Error::Store(raft::StorageError::Compacted));
+        }
+        if idx > self.last_index {
+            return Err(raft::Error::Store(raft::StorageError::Unavailable));
+        }
+        Ok(self.term_of(idx)?)
+    }
+
+    fn first_index(&self) -> raft::Result<u64> {
+        Ok(self.first_log_index())
+    }
+
+    fn last_index(&self) -> raft::Result<u64> {
+        Ok(self.last_index)
+    }
+
+    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<raft::eraftpb::Snapshot> {
+        if self.snapshot_meta.index == 0 || self.snapshot_meta.index < request_index {
+            // raft-rs retries later; the driver takes snapshots every `snapshot_interval`.
+            return Err(raft::Error::Store(
+                raft::StorageError::SnapshotTemporarilyUnavailable,
+            ));
+        }
+        match self.stored_snapshot()? {
+            Some(s) => Ok(s),
+            None => Err(raft::Error::Store(
+                raft::StorageError::SnapshotTemporarilyUnavailable,
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(index: u64, term: u64) -> Entry {
+        Entry {
+            index,
+            term,
+            data: vec![index as u8; 3].into(),
+            ..Entry::default()
+        }
+    }
+
+    fn open(db: &sled::Db) -> SledRaftStorage {
+        SledRaftStorage::open(
+            db.open_tree("raft_log").unwrap(),
+            db.open_tree("raft_meta").unwrap(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn everything_reloads_after_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = sled::open(dir.path()).unwrap();
+            let mut s = open(&db);
+            s.bootstrap(&[3, 1, 2]).unwrap();
+            let ents: Vec<Entry> = (1..=10).map(|i| entry(i, 1 + i / 4)).collect();
+            let hs = HardState {
+                term: 3,
+                vote: 2,
+                commit: 9,
+                ..HardState::default()
+            };
+            s.append_and_set_hard_state(&ents, Some(&hs)).unwrap();
+            s.create_snapshot(8, b"blocks up to 8".to_vec()).unwrap();
+            s.compact(6).unwrap();
+            s.flush().unwrap();
+        }
+        let db = sled::open(dir.path()).unwrap();
+        let mut s = open(&db);
+        assert!(s.is_initialized());
+        s.bootstrap(&[1, 2, 3]).unwrap();
+        let st = s.initial_state().unwrap();
+        assert_eq!(st.hard_state.term, 3);
+        assert_eq!(st.hard_state.vote, 2);
+        assert_eq!(st.hard_state.commit, 9);
+        assert_eq!(st.conf_state.voters, vec![1, 2, 3]);
+        assert_eq!(s.first_index().unwrap(), 6);
+        assert_eq!(s.last_index().unwrap(), 10);
+        // The term before the first index is retained.
+        assert_eq!(s.term(5).unwrap(), 2);
+        assert_eq!(
+            s.term(4),
+            Err(raft::Error::Store(raft::StorageError::Compacted))
+        );
+        let snap = s.snapshot(0, 2).unwrap();
+        assert_eq!(snap.get_metadata().index, 8);
+        assert_eq!(snap.get_metadata().term, 3);
+        assert_eq!(&snap.data[..], b"blocks up to 8");
+        assert_eq!(snap.get_metadata().get_conf_state().voters, vec![1, 2, 3]);
+        let got = s
+            .entries(6, 11, None, GetEntriesContext::empty(false))
+            .unwrap();
+        assert_eq!(
+            got,
+            (6..=10).map(|i| entry(i, 1 + i / 4)).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn voters_mismatch_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let mut s = open(&db);
+        s.bootstrap(&[1, 2, 3]).unwrap();
+        assert!(matches!(
+            s.bootstrap(&[1, 2]),
+            Err(StoreError::VotersMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn caller_bugs_are_errors_not_panics() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let mut s = open(&db);
+        s.bootstrap(&[1]).unwrap();
+        s.append(&[entry(1, 1), entry(2, 1), entry(3, 1)]).unwrap();
+        assert!(matches!(
+            s.append(&[entry(5, 1)]),
+            Err(StoreError::Gap { index: 5, last: 3 })
+        ));
+        assert!(matches!(
+            s.append(&[entry(4, 1), entry(6, 1)]),
+            Err(StoreError::NonContiguous { position: 1 })
+        ));
+        assert!(matches!(
+            s.compact(5),
+            Err(StoreError::CompactBeyondLog { index: 5, last: 3 })
+        ));
+        // Not committed: no snapshot there.
+        assert!(matches!(
+            s.create_snapshot(2, vec![]),
+            Err(StoreError::SnapshotRange { .. })
+        ));
+        s.set_commit(3).unwrap();
+        s.create_snapshot(2, vec![]).unwrap();
+        s.compact(3).unwrap();
+        assert!(matches!(
+            s.append(&[entry(2, 1)]),
+            Err(StoreError::OverwriteCompacted { index: 2, first: 3 })
+        ));
+        assert_eq!(
+            s.entries(3, 9, None, GetEntriesContext::empty(false)),
+            Err(raft::Error::Store(raft::StorageError::Unavailable))
+        );
+        // State unchanged by the refused calls.
+        assert_eq!(s.last_log_index(), 3);
+        assert_eq!(s.first_log_index(), 3);
+    }
+
+    #[test]
+    fn snapshot_request_beyond_stored_is_temporarily_unavailable() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let mut s = open(&db);
+        s.bootstrap(&[1]).unwrap();
+        assert_eq!(
+            s.snapshot(0, 2),
+            Err(raft::Error::Store(
+                raft::StorageError::SnapshotTemporarilyUnavailable
+            ))
+        );
+        s.append(&[entry(1, 1), entry(2, 1)]).unwrap();
+        s.set_commit(2).unwrap();
+        s.create_snapshot(1, vec![7]).unwrap();
+        assert_eq!(s.snapshot(1, 2).unwrap().get_metadata().index, 1);
+        assert_eq!(
+            s.snapshot(2, 2),
+            Err(raft::Error::Store(
+                raft::StorageError::SnapshotTemporarilyUnavailable
+            ))
+        );
+    }
+
+    #[test]
+    fn refuses_other_format_version_and_unmarked_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let log = db.open_tree("l").unwrap();
+        let meta = db.open_tree("m").unwrap();
+        meta.insert(KEY_VERSION, &7u64.to_be_bytes()).unwrap();
+        assert!(matches!(
+            SledRaftStorage::open(log.clone(), meta.clone()),
+            Err(StoreError::UnsupportedVersion { found: 7 })
+        ));
+        meta.clear().unwrap();
+        log.insert(log_key(1), &[0u8; 4][..]).unwrap();
+        assert!(matches!(
+            SledRaftStorage::open(log, meta),
+            Err(StoreError::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn corrupt_entry_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let log = db.open_tree("l").unwrap();
+        let meta = db.open_tree("m").unwrap();
+        let mut s = SledRaftStorage::open(log.clone(), meta.clone()).unwrap();
+        s.append(&[entry(1, 1), entry(2, 1)]).unwrap();
+        // Overwrite entry 1 with entry 2's bytes: key and content disagree.
+        let v2 = log.get(log_key(2)).unwrap().unwrap();
+        log.insert(log_key(1), v2).unwrap();
+        assert!(
+            s.entries(1, 3, None, GetEntriesContext::empty(false))
+                .is_err()
+        );
+        // And garbage after the term prefix.
+        log.insert(log_key(2), &[0, 0, 0, 0, 0, 0, 0, 1, 0xff][..])
+            .unwrap();
+        assert!(SledRaftStorage::open(log, meta).is_err());
+    }
+}
