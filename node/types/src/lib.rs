@@ -24,7 +24,7 @@ pub use genesis::{
 };
 pub use policy::{Policy, PolicyError};
 pub use tx::{
-    Endorsement, Event, Proposal, ProposalHeader, Read, ResponsePayload, RwSet, SignedProposal,
+    Endorsement, Event, Proposal, ProposalHeader, ProposalResponse, Read, ResponsePayload, RwSet, SignedProposal,
     Transaction, TxError, Version, Write,
 };
 

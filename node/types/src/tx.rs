@@ -264,6 +264,35 @@ pub struct Endorsement {
     pub signature: Signature,
 }
 
+/// One endorser's answer to a proposal: the response payload bytes it signed and its
+/// endorsement. Clients that assemble transactions themselves collect one per org.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProposalResponse {
+    /// CBOR of [`ResponsePayload`].
+    #[serde(with = "serde_bytes")]
+    pub response: Vec<u8>,
+    /// The endorser's signature over `response`.
+    pub endorsement: Endorsement,
+}
+
+impl ProposalResponse {
+    /// Encodes for the wire.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, TxError> {
+        encode(self).map_err(|source| TxError::Cbor {
+            what: "proposal response",
+            source,
+        })
+    }
+
+    /// Decodes from the wire.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, TxError> {
+        decode(bytes, MAX_RESPONSE_BYTES + 4096).map_err(|source| TxError::Cbor {
+            what: "proposal response",
+            source,
+        })
+    }
+}
+
 /// A proposal with its endorsed outcome: what is ordered into blocks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Transaction {

@@ -1,0 +1,546 @@
+//! The endorser: checks a signed proposal, simulates the contract on committed state, and
+//! signs the outcome.
+//!
+//! ```text
+//!  SignedProposal ──decode (size-limited)──> Proposal
+//!     │ network id == ours?          else WrongNetwork      (400)
+//!     │ creator cert under its org CA from genesis, in validity?  else UnknownIdentity (403)
+//!     │ creator signature?           else BadSignature       (403)
+//!     │ contract in genesis and registry?  else UnknownContract (404)
+//!     v
+//!  Simulator (a Ctx): reads committed state, records (key, version); buffers writes
+//!     │ Contract::invoke
+//!     v
+//!  ResponsePayload { tx_id, proposal_hash, rwset, response, events } ──sign──> Endorsement
+//! ```
+//!
+//! Simulation never changes state. Range reads record every key they return; a key inserted
+//! into a range by another transaction between simulation and commit (a phantom) is not
+//! detected, as in Fabric for non-validated range queries.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use sphr_contracts::{
+    Caller, Contract, ContractError, Ctx, MAX_EVENTS, MAX_KEY_LEN, MAX_RANGE_LEN, MAX_VALUE_LEN,
+    Registry,
+};
+use sphr_crypto::cert::Certificate;
+use sphr_crypto::hash::Hash32;
+use sphr_types::{
+    Endorsement, Event, GenesisConfig, Proposal, Read, ResponsePayload, RwSet, SignedProposal,
+    Version, Write, encode, namespaced_key, strip_namespace,
+};
+
+use crate::identity::Identity;
+
+/// How far a proposal's timestamp may be from the endorser's clock.
+pub const MAX_CLOCK_SKEW_MS: u64 = 5 * 60 * 1000;
+/// How many verified creator certificates are remembered.
+const CERT_CACHE_MAX: usize = 10_000;
+
+/// Committed state as the simulator reads it.
+///
+/// Correctness requirements: reads see one committed height for the whole simulation as far as
+/// the store allows (sled gives per-key atomicity; MVCC at commit catches anything that moved),
+/// and versions are those written by the committer.
+pub trait StateSource: Send + Sync {
+    /// The value and version at a namespaced key.
+    fn get(&self, key: &[u8]) -> Result<Option<(Version, Vec<u8>)>, String>;
+    /// Up to `limit` entries with keys in `[start, end)`, in key order.
+    fn range(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Version, Vec<u8>)>, String>;
+}
+
+/// Why a proposal was not endorsed. Each variant maps to one HTTP status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EndorseError {
+    /// The bytes are not a well-formed signed proposal (reject: 400).
+    #[error("malformed proposal: {0}")]
+    Malformed(String),
+    /// The proposal is for another network (reject: 400).
+    #[error("proposal is for network {got}, this node serves network {ours}")]
+    WrongNetwork { got: Hash32, ours: Hash32 },
+    /// The creator's certificate is not from a genesis org CA or is not valid now (reject: 403).
+    #[error("unknown identity: {0}")]
+    UnknownIdentity(String),
+    /// The creator's signature does not verify (reject: 403).
+    #[error("the creator's signature over the proposal does not verify")]
+    BadSignature,
+    /// The proposal's clock is too far from ours (reject: 400).
+    #[error("proposal timestamp {got} ms is more than {MAX_CLOCK_SKEW_MS} ms from the node's clock {now}")]
+    ClockSkew { got: u64, now: u64 },
+    /// No such contract in this network (reject: 404).
+    #[error("contract {0:?} is not enabled in this network")]
+    UnknownContract(String),
+    /// The contract refused (reject: 422, or 403/404 by kind).
+    #[error("{0}")]
+    Contract(ContractError),
+    /// The node could not read its state (retry later: 503).
+    #[error("state unavailable: {0}")]
+    State(String),
+}
+
+/// A proposal that passed every check and was simulated and signed.
+#[derive(Debug, Clone)]
+pub struct Endorsed {
+    /// The decoded proposal.
+    pub proposal: Proposal,
+    /// Its tx id.
+    pub tx_id: Hash32,
+    /// The outcome.
+    pub payload: ResponsePayload,
+    /// The exact bytes signed.
+    pub payload_bytes: Vec<u8>,
+    /// This node's signature.
+    pub endorsement: Endorsement,
+}
+
+/// Checks, simulates and signs proposals.
+pub struct Endorser {
+    genesis: Arc<GenesisConfig>,
+    network_id: Hash32,
+    registry: Registry,
+    identity: Identity,
+    verified_certs: Mutex<BTreeMap<Hash32, (String, u64, u64)>>,
+}
+
+impl Endorser {
+    /// An endorser for `genesis`, signing as `identity` (a node of the network).
+    pub fn new(
+        genesis: Arc<GenesisConfig>,
+        network_id: Hash32,
+        registry: Registry,
+        identity: Identity,
+    ) -> Self {
+        Endorser {
+            genesis,
+            network_id,
+            registry,
+            identity,
+            verified_certs: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The network id.
+    pub fn network_id(&self) -> Hash32 {
+        self.network_id
+    }
+
+    /// The genesis configuration.
+    pub fn genesis(&self) -> &GenesisConfig {
+        &self.genesis
+    }
+
+    /// Checks the creator's certificate against its org's CA in genesis, at `now_ms`.
+    pub fn check_creator(&self, cert: &Certificate, now_ms: u64) -> Result<(), EndorseError> {
+        let now_s = now_ms / 1000;
+        let fp = cert
+            .fingerprint()
+            .map_err(|e| EndorseError::Malformed(e.to_string()))?;
+        if let Ok(cache) = self.verified_certs.lock()
+            && let Some((_, nb, na)) = cache.get(&fp)
+        {
+            if now_s >= *nb && now_s < *na {
+                return Ok(());
+            }
+            return cert
+                .check_validity(now_s)
+                .map_err(|e| EndorseError::UnknownIdentity(e.to_string()));
+        }
+        let org = self.genesis.org(&cert.body.org).ok_or_else(|| {
+            EndorseError::UnknownIdentity(format!(
+                "organisation {:?} of {} is not in this network",
+                cert.body.org,
+                cert.name()
+            ))
+        })?;
+        cert.verify(&org.ca_key, now_s)
+            .map_err(|e| EndorseError::UnknownIdentity(e.to_string()))?;
+        if let Ok(mut cache) = self.verified_certs.lock() {
+            if cache.len() >= CERT_CACHE_MAX {
+                cache.clear();
+            }
+            cache.insert(
+                fp,
+                (cert.name(), cert.body.not_before, cert.body.not_after),
+            );
+        }
+        Ok(())
+    }
+
+    /// Decodes and checks a signed proposal: shape, network, creator, signature, clock, contract.
+    pub fn check(&self, sp: &SignedProposal, now_ms: u64) -> Result<Proposal, EndorseError> {
+        let p = sp
+            .decode_proposal()
+            .map_err(|e| EndorseError::Malformed(e.to_string()))?;
+        if p.header.network_id != self.network_id {
+            return Err(EndorseError::WrongNetwork {
+                got: p.header.network_id,
+                ours: self.network_id,
+            });
+        }
+        self.check_creator(&p.header.creator, now_ms)?;
+        sp.verify_signature(&p)
+            .map_err(|_| EndorseError::BadSignature)?;
+        if p.header.timestamp_ms.abs_diff(now_ms) > MAX_CLOCK_SKEW_MS {
+            return Err(EndorseError::ClockSkew {
+                got: p.header.timestamp_ms,
+                now: now_ms,
+            });
+        }
+        if self.genesis.policy(&p.contract).is_none() || self.registry.get(&p.contract).is_err() {
+            return Err(EndorseError::UnknownContract(p.contract.clone()));
+        }
+        Ok(p)
+    }
+
+    /// Checks, simulates on `state` and signs.
+    pub fn endorse(
+        &self,
+        state: &dyn StateSource,
+        sp: &SignedProposal,
+        now_ms: u64,
+    ) -> Result<Endorsed, EndorseError> {
+        let proposal = self.check(sp, now_ms)?;
+        self.simulate_and_sign(state, sp, proposal)
+    }
+
+    /// Simulates an already-checked proposal and signs the outcome.
+    pub fn simulate_and_sign(
+        &self,
+        state: &dyn StateSource,
+        sp: &SignedProposal,
+        proposal: Proposal,
+    ) -> Result<Endorsed, EndorseError> {
+        let contract = self
+            .registry
+            .get(&proposal.contract)
+            .map_err(|_| EndorseError::UnknownContract(proposal.contract.clone()))?;
+        let tx_id = proposal.tx_id();
+        let (rwset, response, events) = simulate(contract.as_ref(), state, &proposal, tx_id)?;
+        let payload = ResponsePayload {
+            tx_id,
+            proposal_hash: sp.proposal_hash(),
+            rwset,
+            response,
+            events,
+        };
+        let payload_bytes =
+            encode(&payload).map_err(|e| EndorseError::Malformed(e.to_string()))?;
+        let endorsement = Endorsement {
+            endorser: self.identity.cert.clone(),
+            signature: self.identity.key.sign(&payload_bytes),
+        };
+        Ok(Endorsed {
+            proposal,
+            tx_id,
+            payload,
+            payload_bytes,
+            endorsement,
+        })
+    }
+}
+
+/// Runs the contract in a simulator; returns the sorted rwset, the response and the events.
+fn simulate(
+    contract: &dyn Contract,
+    state: &dyn StateSource,
+    proposal: &Proposal,
+    tx_id: Hash32,
+) -> Result<(RwSet, Vec<u8>, Vec<Event>), EndorseError> {
+    let cert = &proposal.header.creator.body;
+    let mut sim = Simulator {
+        ns: contract.name(),
+        state,
+        reads: BTreeMap::new(),
+        writes: BTreeMap::new(),
+        events: Vec::new(),
+        caller: Caller {
+            id: cert.subject.clone(),
+            org: cert.org.clone(),
+            role: cert.role,
+            public_key: cert.public_key,
+            pre_public_key: cert.pre_public_key.clone(),
+        },
+        tx_id,
+        tx_time_ms: proposal.header.timestamp_ms,
+        state_error: None,
+    };
+    let args: Vec<Vec<u8>> = proposal.args.iter().map(|a| a.to_vec()).collect();
+    let result = contract.invoke(&mut sim, &proposal.function, &args);
+    if let Some(e) = sim.state_error.take() {
+        return Err(EndorseError::State(e));
+    }
+    let response = result.map_err(EndorseError::Contract)?;
+    let rwset = RwSet {
+        reads: sim
+            .reads
+            .into_iter()
+            .map(|(key, version)| Read { key, version })
+            .collect(),
+        writes: sim
+            .writes
+            .into_iter()
+            .map(|(key, value)| Write { key, value })
+            .collect(),
+    };
+    Ok((rwset, response, sim.events))
+}
+
+/// The `Ctx` a contract runs in during endorsement.
+struct Simulator<'a> {
+    ns: &'static str,
+    state: &'a dyn StateSource,
+    reads: BTreeMap<Vec<u8>, Option<Version>>,
+    writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    events: Vec<Event>,
+    caller: Caller,
+    tx_id: Hash32,
+    tx_time_ms: u64,
+    state_error: Option<String>,
+}
+
+impl Simulator<'_> {
+    fn key(&self, key: &[u8]) -> Result<Vec<u8>, ContractError> {
+        if key.len() > MAX_KEY_LEN {
+            return Err(ContractError::Limit(format!(
+                "key of {} bytes, at most {MAX_KEY_LEN}",
+                key.len()
+            )));
+        }
+        Ok(namespaced_key(self.ns, key))
+    }
+
+    fn state_failed(&mut self, e: String) -> ContractError {
+        self.state_error = Some(e.clone());
+        ContractError::State(e)
+    }
+}
+
+impl Ctx for Simulator<'_> {
+    fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, ContractError> {
+        let full = self.key(key)?;
+        if let Some(w) = self.writes.get(&full) {
+            return Ok(w.clone());
+        }
+        match self.state.get(&full) {
+            Ok(found) => {
+                let (version, value) = match found {
+                    Some((v, val)) => (Some(v), Some(val)),
+                    None => (None, None),
+                };
+                self.reads.entry(full).or_insert(version);
+                Ok(value)
+            }
+            Err(e) => Err(self.state_failed(e)),
+        }
+    }
+
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), ContractError> {
+        if value.len() > MAX_VALUE_LEN {
+            return Err(ContractError::Limit(format!(
+                "value of {} bytes, at most {MAX_VALUE_LEN}",
+                value.len()
+            )));
+        }
+        let full = self.key(key)?;
+        self.writes.insert(full, Some(value.to_vec()));
+        Ok(())
+    }
+
+    fn delete(&mut self, key: &[u8]) -> Result<(), ContractError> {
+        let full = self.key(key)?;
+        self.writes.insert(full, None);
+        Ok(())
+    }
+
+    fn range(
+        &mut self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ContractError> {
+        let limit = limit.min(MAX_RANGE_LEN);
+        let (s, e) = (self.key(start)?, self.key(end)?);
+        let committed = match self.state.range(&s, &e, limit) {
+            Ok(rows) => rows,
+            Err(err) => return Err(self.state_failed(err)),
+        };
+        let mut merged: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
+        for (k, v, val) in committed {
+            self.reads.entry(k.clone()).or_insert(Some(v));
+            merged.insert(k, Some(val));
+        }
+        for (k, w) in self.writes.range(s..e) {
+            merged.insert(k.clone(), w.clone());
+        }
+        let ns = self.ns;
+        Ok(merged
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let local = strip_namespace(ns, &k)?.to_vec();
+                v.map(|v| (local, v))
+            })
+            .take(limit)
+            .collect())
+    }
+
+    fn caller(&self) -> &Caller {
+        &self.caller
+    }
+
+    fn tx_id(&self) -> Hash32 {
+        self.tx_id
+    }
+
+    fn tx_time_ms(&self) -> u64 {
+        self.tx_time_ms
+    }
+
+    fn emit(&mut self, name: &str, payload: &[u8]) -> Result<(), ContractError> {
+        if self.events.len() >= MAX_EVENTS {
+            return Err(ContractError::Limit(format!(
+                "more than {MAX_EVENTS} events"
+            )));
+        }
+        if name.is_empty() || name.len() > 64 {
+            return Err(ContractError::Limit("event name must be 1 to 64 bytes".into()));
+        }
+        if payload.len() > MAX_VALUE_LEN {
+            return Err(ContractError::Limit("event payload too large".into()));
+        }
+        self.events.push(Event {
+            name: name.to_string(),
+            payload: payload.to_vec(),
+        });
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sphr_contracts::kv::KvContract;
+    use sphr_crypto::cert::{CertificateBody, Role};
+    use sphr_crypto::keys::SecretKey;
+    use sphr_types::ProposalHeader;
+
+    /// In-memory committed state, for unit tests of the simulator only.
+    struct MemState(BTreeMap<Vec<u8>, (Version, Vec<u8>)>);
+
+    impl StateSource for MemState {
+        fn get(&self, key: &[u8]) -> Result<Option<(Version, Vec<u8>)>, String> {
+            Ok(self.0.get(key).cloned())
+        }
+        fn range(
+            &self,
+            start: &[u8],
+            end: &[u8],
+            limit: usize,
+        ) -> Result<Vec<(Vec<u8>, Version, Vec<u8>)>, String> {
+            Ok(self
+                .0
+                .range(start.to_vec()..end.to_vec())
+                .take(limit)
+                .map(|(k, (v, val))| (k.clone(), *v, val.clone()))
+                .collect())
+        }
+    }
+
+    fn proposal(function: &str, args: &[&str]) -> Proposal {
+        let k = SecretKey::from_bytes(&[1; 32]);
+        let ca = SecretKey::from_bytes(&[2; 32]);
+        let cert = Certificate::issue(
+            &ca,
+            CertificateBody {
+                subject: "u".into(),
+                org: "O".into(),
+                role: Role::Client,
+                public_key: k.public_key(),
+                pre_public_key: None,
+                not_before: 0,
+                not_after: u64::MAX,
+            },
+        )
+        .unwrap();
+        Proposal {
+            header: ProposalHeader {
+                network_id: Hash32::ZERO,
+                creator: cert,
+                nonce: Hash32([5; 32]),
+                timestamp_ms: 1,
+            },
+            contract: "kv".into(),
+            function: function.into(),
+            args: args
+                .iter()
+                .map(|a| serde_bytes::ByteBuf::from(a.as_bytes().to_vec()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn transfer_records_reads_and_writes() {
+        let v = Version { block: 3, tx: 1 };
+        let mut m = BTreeMap::new();
+        m.insert(namespaced_key("kv", b"a"), (v, b"10".to_vec()));
+        let state = MemState(m);
+        let p = proposal("transfer", &["a", "b", "4"]);
+        let (rw, resp, events) = simulate(&KvContract, &state, &p, Hash32::ZERO).unwrap();
+        assert_eq!(resp, b"6");
+        assert_eq!(events.len(), 1);
+        assert_eq!(
+            rw.reads,
+            vec![
+                Read {
+                    key: namespaced_key("kv", b"a"),
+                    version: Some(v)
+                },
+                Read {
+                    key: namespaced_key("kv", b"b"),
+                    version: None
+                },
+            ]
+        );
+        assert_eq!(rw.writes.len(), 2);
+        assert_eq!(rw.writes[0].value.as_deref(), Some(b"6".as_slice()));
+    }
+
+    #[test]
+    fn contract_errors_and_limits() {
+        let state = MemState(BTreeMap::new());
+        let p = proposal("get", &["missing"]);
+        assert!(matches!(
+            simulate(&KvContract, &state, &p, Hash32::ZERO),
+            Err(EndorseError::Contract(ContractError::NotFound(_)))
+        ));
+        let long = "k".repeat(MAX_KEY_LEN + 1);
+        let p = proposal("put", &[&long, "v"]);
+        assert!(matches!(
+            simulate(&KvContract, &state, &p, Hash32::ZERO),
+            Err(EndorseError::Contract(ContractError::Limit(_)))
+        ));
+    }
+
+    #[test]
+    fn range_sees_own_writes_and_namespace_only() {
+        let mut m = BTreeMap::new();
+        m.insert(
+            namespaced_key("kv", b"k1"),
+            (Version { block: 1, tx: 0 }, b"v1".to_vec()),
+        );
+        m.insert(
+            namespaced_key("other", b"k2"),
+            (Version { block: 1, tx: 1 }, b"x".to_vec()),
+        );
+        let state = MemState(m);
+        let p = proposal("range", &["k", "l"]);
+        let (_, resp, _) = simulate(&KvContract, &state, &p, Hash32::ZERO).unwrap();
+        assert_eq!(resp, b"k1=v1\n");
+    }
+}

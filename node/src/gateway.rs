@@ -1,0 +1,346 @@
+//! The gateway: what the node does with a client's signed proposal, on the client's behalf.
+//!
+//! ```text
+//!  submit(sp, wait)
+//!    │ already committed? ──> AlreadyCommitted (409)
+//!    │ endorse locally (and, with peers, at the orgs the policy names)
+//!    │ build Transaction { sp, response bytes, endorsements }
+//!    │ register a waiter (bounded), hand the tx to the orderer (bounded queue: Full -> 503)
+//!    v
+//!  wait for the CommitNotifier (fed by the applier on the orderer thread) or time out (504)
+//! ```
+//!
+//! The answer `COMMITTED` is given only after the block holding the tx was written and
+//! flushed: an acknowledged transaction survives `kill -9`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sphr_crypto::hash::Hash32;
+use sphr_orderer::{OrdererHandle, SubmitError};
+use sphr_types::{Policy, ProposalResponse, SignedProposal, Transaction, ValidationCode};
+use tokio::sync::{broadcast, oneshot};
+
+use crate::api::model::CommitEvent;
+use crate::endorser::{EndorseError, Endorser, StateSource};
+
+/// Why a submission or query failed. Each variant maps to one HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The proposal was not endorsed.
+    #[error(transparent)]
+    Endorse(#[from] EndorseError),
+    /// The tx id is already in the ledger (a replay): 409.
+    #[error("transaction {tx_id} is already committed in block {block}")]
+    AlreadyCommitted { tx_id: Hash32, block: u64 },
+    /// The same tx id is being processed: 409.
+    #[error("transaction {0} is already being processed")]
+    InFlight(Hash32),
+    /// Too many submissions are waiting for their commit, or the ordering queue is full: 503.
+    #[error("node is busy: {0}; retry later")]
+    Busy(String),
+    /// The policy needs orgs this node cannot reach: 503.
+    #[error("endorsement policy {policy} needs orgs {missing:?}, which this node cannot reach")]
+    PolicyUnreachable { policy: Policy, missing: Vec<String> },
+    /// The node is shutting down: 503.
+    #[error("node is shutting down")]
+    Stopped,
+    /// The commit did not happen within the timeout: 504. The tx may still commit.
+    #[error("transaction {0} was ordered but not committed within the timeout; query its status later")]
+    Timeout(Hash32),
+    /// The ledger could not be read: 503.
+    #[error("ledger unavailable: {0}")]
+    Ledger(String),
+}
+
+/// Where and how a transaction committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxCommitted {
+    /// Block number.
+    pub block: u64,
+    /// Position in the block.
+    pub position: u32,
+    /// Validation code.
+    pub code: ValidationCode,
+}
+
+/// The result of a submission.
+#[derive(Debug, Clone)]
+pub struct SubmitOutcome {
+    /// Tx id.
+    pub tx_id: Hash32,
+    /// The contract's response (from simulation).
+    pub response: Vec<u8>,
+    /// Set when the caller waited for the commit.
+    pub committed: Option<TxCommitted>,
+}
+
+/// Tells waiting submitters and event subscribers about commits.
+pub struct CommitNotifier {
+    waiters: Mutex<HashMap<Hash32, oneshot::Sender<TxCommitted>>>,
+    max_waiting: usize,
+    events: broadcast::Sender<CommitEvent>,
+}
+
+impl CommitNotifier {
+    /// A notifier with room for `max_waiting` waiters and `event_buffer` buffered events per
+    /// subscriber (a slower subscriber misses events and is told so).
+    pub fn new(max_waiting: usize, event_buffer: usize) -> Self {
+        let (events, _) = broadcast::channel(event_buffer.max(1));
+        CommitNotifier {
+            waiters: Mutex::new(HashMap::new()),
+            max_waiting,
+            events,
+        }
+    }
+
+    fn register(&self, tx_id: Hash32) -> Result<oneshot::Receiver<TxCommitted>, GatewayError> {
+        let mut w = self
+            .waiters
+            .lock()
+            .map_err(|_| GatewayError::Busy("waiter table poisoned".into()))?;
+        if w.contains_key(&tx_id) {
+            return Err(GatewayError::InFlight(tx_id));
+        }
+        if w.len() >= self.max_waiting {
+            return Err(GatewayError::Busy(format!(
+                "{} submissions already wait for their commit",
+                w.len()
+            )));
+        }
+        let (tx, rx) = oneshot::channel();
+        w.insert(tx_id, tx);
+        Ok(rx)
+    }
+
+    fn cancel(&self, tx_id: &Hash32) {
+        if let Ok(mut w) = self.waiters.lock() {
+            w.remove(tx_id);
+        }
+    }
+
+    /// Called by the applier after a block is durably committed.
+    pub fn notify(&self, block: u64, txs: &[(Hash32, u32, ValidationCode, String, Vec<String>)]) {
+        if let Ok(mut w) = self.waiters.lock() {
+            for (tx_id, position, code, _, _) in txs {
+                if let Some(s) = w.remove(tx_id) {
+                    let _ = s.send(TxCommitted {
+                        block,
+                        position: *position,
+                        code: *code,
+                    });
+                }
+            }
+        }
+        if self.events.receiver_count() > 0 {
+            for (tx_id, position, code, contract, events) in txs {
+                let _ = self.events.send(CommitEvent {
+                    tx_id: tx_id.to_hex(),
+                    block,
+                    position: *position,
+                    code: code.as_str().to_string(),
+                    contract: contract.clone(),
+                    events: events.clone(),
+                });
+            }
+        }
+    }
+
+    /// A new subscription to commit events.
+    pub fn subscribe(&self) -> broadcast::Receiver<CommitEvent> {
+        self.events.subscribe()
+    }
+
+    /// How many submissions wait for their commit.
+    pub fn waiting(&self) -> usize {
+        self.waiters.lock().map(|w| w.len()).unwrap_or(0)
+    }
+}
+
+/// Looks up whether a tx id is committed.
+pub trait TxLookup: Send + Sync {
+    /// The block of a committed tx id, if any.
+    fn committed_block(&self, tx_id: &Hash32) -> Result<Option<u64>, String>;
+}
+
+/// Endorses, orders and waits, for clients.
+pub struct Gateway {
+    endorser: Arc<Endorser>,
+    state: Arc<dyn StateSource>,
+    lookup: Arc<dyn TxLookup>,
+    orderer: OrdererHandle,
+    notifier: Arc<CommitNotifier>,
+    local_org: String,
+    commit_timeout: Duration,
+}
+
+impl Gateway {
+    /// A gateway over the node's stages.
+    pub fn new(
+        endorser: Arc<Endorser>,
+        state: Arc<dyn StateSource>,
+        lookup: Arc<dyn TxLookup>,
+        orderer: OrdererHandle,
+        notifier: Arc<CommitNotifier>,
+        local_org: String,
+        commit_timeout: Duration,
+    ) -> Self {
+        Gateway {
+            endorser,
+            state,
+            lookup,
+            orderer,
+            notifier,
+            local_org,
+            commit_timeout,
+        }
+    }
+
+    /// The notifier (for event streams).
+    pub fn notifier(&self) -> &Arc<CommitNotifier> {
+        &self.notifier
+    }
+
+    /// The endorser.
+    pub fn endorser(&self) -> &Arc<Endorser> {
+        &self.endorser
+    }
+
+    /// Endorses `sp`, orders it, and (with `wait`) waits for its commit.
+    pub async fn submit(
+        &self,
+        sp: SignedProposal,
+        wait: bool,
+    ) -> Result<SubmitOutcome, GatewayError> {
+        let now = crate::now_ms();
+        let proposal = self.endorser.check(&sp, now)?;
+        let tx_id = proposal.tx_id();
+        if let Some(block) = self
+            .lookup
+            .committed_block(&tx_id)
+            .map_err(GatewayError::Ledger)?
+        {
+            return Err(GatewayError::AlreadyCommitted { tx_id, block });
+        }
+        let genesis = self.endorser.genesis();
+        let policy = genesis
+            .policy(&proposal.contract)
+            .cloned()
+            .ok_or_else(|| EndorseError::UnknownContract(proposal.contract.clone()))?;
+        let orgs = genesis.org_names();
+        let missing: Vec<String> = policy
+            .orgs_to_ask(&orgs, &self.local_org)
+            .into_iter()
+            .filter(|o| *o != self.local_org)
+            .collect();
+        if !missing.is_empty() {
+            return Err(GatewayError::PolicyUnreachable { policy, missing });
+        }
+        let endorsed = self
+            .endorser
+            .simulate_and_sign(self.state.as_ref(), &sp, proposal)?;
+        let tx = Transaction {
+            signed_proposal: sp,
+            response: endorsed.payload_bytes,
+            endorsements: vec![endorsed.endorsement],
+        };
+        let bytes = tx
+            .to_bytes()
+            .map_err(|e| GatewayError::Endorse(EndorseError::Malformed(e.to_string())))?;
+        let committed = self.order_and_wait(tx_id, bytes, wait).await?;
+        Ok(SubmitOutcome {
+            tx_id,
+            response: endorsed.payload.response,
+            committed,
+        })
+    }
+
+    /// Endorses `sp` at this node only and returns the signed response (Fabric Gateway's
+    /// `Endorse`), for clients that assemble transactions themselves.
+    pub fn endorse(&self, sp: &SignedProposal) -> Result<ProposalResponse, GatewayError> {
+        let e = self
+            .endorser
+            .endorse(self.state.as_ref(), sp, crate::now_ms())?;
+        Ok(ProposalResponse {
+            response: e.payload_bytes,
+            endorsement: e.endorsement,
+        })
+    }
+
+    /// Orders a transaction the client assembled (Fabric's `Broadcast`). The creator, network
+    /// and signature are checked here; endorsements and policy are checked by every committer,
+    /// so a transaction that fails them commits with its validation code and changes nothing.
+    pub async fn broadcast(
+        &self,
+        tx: Transaction,
+        wait: bool,
+    ) -> Result<SubmitOutcome, GatewayError> {
+        let proposal = self.endorser.check(&tx.signed_proposal, crate::now_ms())?;
+        let tx_id = proposal.tx_id();
+        if let Some(block) = self
+            .lookup
+            .committed_block(&tx_id)
+            .map_err(GatewayError::Ledger)?
+        {
+            return Err(GatewayError::AlreadyCommitted { tx_id, block });
+        }
+        let response = tx
+            .decode_response()
+            .map(|p| p.response)
+            .map_err(|e| GatewayError::Endorse(EndorseError::Malformed(e.to_string())))?;
+        let bytes = tx
+            .to_bytes()
+            .map_err(|e| GatewayError::Endorse(EndorseError::Malformed(e.to_string())))?;
+        let committed = self.order_and_wait(tx_id, bytes, wait).await?;
+        Ok(SubmitOutcome {
+            tx_id,
+            response,
+            committed,
+        })
+    }
+
+    async fn order_and_wait(
+        &self,
+        tx_id: Hash32,
+        bytes: Vec<u8>,
+        wait: bool,
+    ) -> Result<Option<TxCommitted>, GatewayError> {
+        let waiter = if wait {
+            Some(self.notifier.register(tx_id)?)
+        } else {
+            None
+        };
+        if let Err(e) = self.orderer.submit(bytes) {
+            self.notifier.cancel(&tx_id);
+            return Err(match e {
+                SubmitError::Full => GatewayError::Busy("the ordering queue is full".into()),
+                SubmitError::TooLarge { len, max } => GatewayError::Endorse(
+                    EndorseError::Malformed(format!(
+                        "transaction of {len} bytes is over the block limit of {max}"
+                    )),
+                ),
+                SubmitError::Stopped => GatewayError::Stopped,
+            });
+        }
+        match waiter {
+            None => Ok(None),
+            Some(rx) => match tokio::time::timeout(self.commit_timeout, rx).await {
+                Ok(Ok(c)) => Ok(Some(c)),
+                Ok(Err(_)) => Err(GatewayError::Stopped),
+                Err(_) => {
+                    self.notifier.cancel(&tx_id);
+                    Err(GatewayError::Timeout(tx_id))
+                }
+            },
+        }
+    }
+
+    /// Evaluates `sp` on committed state without ordering it; returns the response.
+    pub fn query(&self, sp: &SignedProposal) -> Result<Vec<u8>, GatewayError> {
+        let e = self
+            .endorser
+            .endorse(self.state.as_ref(), sp, crate::now_ms())?;
+        Ok(e.payload.response)
+    }
+}

@@ -1,0 +1,457 @@
+//! Wires the stages into a running node and owns its shutdown.
+//!
+//! ```text
+//!  start(config)
+//!    genesis.block ─> GenesisConfig ─┐
+//!    identity.json ─> node identity ─┼─> Ledger::open(data_dir) (refuses another genesis)
+//!                                    ├─> orderer: SledRaftStorage (same sled db) + LedgerApplier
+//!                                    ├─> Endorser + Gateway
+//!                                    └─> HTTPS API (rustls) on api.listen
+//!  shutdown(): stop accepting requests, stop the orderer (finishing the Ready in hand), flush.
+//! ```
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum_server::tls_rustls::RustlsConfig;
+use sphr_contracts::Registry;
+use sphr_crypto::hash::Hash32;
+use sphr_crypto::keys::SecretKey;
+use sphr_ledger::Ledger;
+use sphr_orderer::{
+    ApplyError, Applier, BatchSealer, OrdererConfig, OrdererHandle, RaftMessage, SledRaftStorage,
+    Transport,
+};
+use sphr_types::{Batch, BlockRecord, GenesisConfig, NodeRef, SignedBatch, ValidationCode};
+use tracing::{info, warn};
+
+use crate::api::model::NodeStatus;
+use crate::api::{self, ApiState, ChainView};
+use crate::config::NodeConfig;
+use crate::endorser::{Endorser, StateSource};
+use crate::gateway::{CommitNotifier, Gateway, TxLookup};
+use crate::identity::Identity;
+use crate::metrics::Metrics;
+
+/// Why the node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The genesis block could not be loaded.
+    #[error("genesis: {0}")]
+    Genesis(String),
+    /// The node identity could not be loaded or is not a node of this network.
+    #[error("identity: {0}")]
+    Identity(String),
+    /// The ledger could not be opened (e.g. made from another genesis).
+    #[error("ledger: {0}")]
+    Ledger(String),
+    /// The orderer could not start.
+    #[error("orderer: {0}")]
+    Orderer(String),
+    /// TLS material could not be loaded.
+    #[error("tls: {0}")]
+    Tls(String),
+    /// The API could not bind or serve.
+    #[error("api: {0}")]
+    Api(String),
+    /// Metrics could not be registered.
+    #[error("metrics: {0}")]
+    Metrics(String),
+}
+
+/// A running node.
+pub struct RunningNode {
+    api_addr: SocketAddr,
+    server: axum_server::Handle<SocketAddr>,
+    server_task: tokio::task::JoinHandle<()>,
+    orderer: OrdererHandle,
+    ledger: Arc<Ledger>,
+    network_id: Hash32,
+}
+
+impl RunningNode {
+    /// Where the API listens.
+    pub fn api_addr(&self) -> SocketAddr {
+        self.api_addr
+    }
+
+    /// The network id.
+    pub fn network_id(&self) -> Hash32 {
+        self.network_id
+    }
+
+    /// The ledger.
+    pub fn ledger(&self) -> &Arc<Ledger> {
+        &self.ledger
+    }
+
+    /// Stops taking requests, lets requests in flight finish (up to 10 s), stops the orderer
+    /// after the Ready in hand, and flushes the ledger.
+    pub async fn shutdown(self) {
+        info!(target: "sphr::service", "shutting down");
+        self.server.graceful_shutdown(Some(Duration::from_secs(10)));
+        let _ = self.server_task.await;
+        let orderer = self.orderer.clone();
+        let _ = tokio::task::spawn_blocking(move || orderer.shutdown()).await;
+        if let Err(e) = self.ledger.db().flush() {
+            warn!(target: "sphr::service", error = %e, "final flush failed");
+        }
+        info!(target: "sphr::service", "stopped");
+    }
+}
+
+/// Starts a node from its configuration.
+pub async fn start(cfg: &NodeConfig) -> Result<RunningNode, ServiceError> {
+    let (block0, genesis) = crate::genesis::load_genesis_block(&cfg.node.genesis)
+        .map_err(|e| ServiceError::Genesis(e.to_string()))?;
+    let identity =
+        Identity::load(&cfg.node.identity).map_err(|e| ServiceError::Identity(e.to_string()))?;
+    let me = genesis
+        .node(&identity.cert.body.org, &identity.cert.body.subject)
+        .ok_or_else(|| {
+            ServiceError::Identity(format!(
+                "{} is not a node of network {:?} (see genesis)",
+                identity.cert.name(),
+                genesis.network
+            ))
+        })?
+        .clone();
+    if me.public_key != identity.cert.body.public_key {
+        return Err(ServiceError::Identity(format!(
+            "the key of {} differs from its key in genesis",
+            identity.cert.name()
+        )));
+    }
+    if !me.consenter {
+        return Err(ServiceError::Orderer(format!(
+            "{} is not a consenter; non-consenter nodes need peer-to-peer block sync",
+            identity.cert.name()
+        )));
+    }
+    let metrics = Metrics::new().map_err(|e| ServiceError::Metrics(e.to_string()))?;
+    let ledger = {
+        let dir = cfg.node.data_dir.clone();
+        let b0 = block0.clone();
+        tokio::task::spawn_blocking(move || Ledger::open(&dir, &b0))
+            .await
+            .map_err(|e| ServiceError::Ledger(e.to_string()))?
+            .map_err(|e| ServiceError::Ledger(e.to_string()))?
+    };
+    let ledger = Arc::new(ledger);
+    let network_id = ledger.network_id();
+    metrics.ledger_height.set(i64::try_from(ledger.height()).unwrap_or(i64::MAX));
+    let genesis = Arc::new(genesis);
+    let notifier = Arc::new(CommitNotifier::new(cfg.api.max_waiting, 4096));
+
+    let orderer = start_orderer(
+        cfg,
+        &genesis,
+        &me,
+        &identity.key,
+        ledger.clone(),
+        notifier.clone(),
+        metrics.clone(),
+    )?;
+
+    let endorser = Arc::new(Endorser::new(
+        genesis.clone(),
+        network_id,
+        Registry::with_builtin(),
+        identity.clone(),
+    ));
+    let store: Arc<LedgerStore> = Arc::new(LedgerStore(ledger.clone()));
+    let gateway = Arc::new(Gateway::new(
+        endorser,
+        store.clone(),
+        store,
+        orderer.clone(),
+        notifier,
+        me.org.clone(),
+        Duration::from_millis(cfg.api.commit_timeout_ms),
+    ));
+    let chain = Arc::new(Chain {
+        ledger: ledger.clone(),
+        orderer: orderer.clone(),
+        genesis: genesis.clone(),
+        node: NodeRef {
+            org: me.org.clone(),
+            name: me.name.clone(),
+        },
+    });
+    let state = ApiState {
+        gateway,
+        chain,
+        metrics: metrics.clone(),
+    };
+    let app = api::router(state, cfg.api.max_body_bytes);
+    let tls = crate::tls::server_config(&cfg.api.tls_cert, &cfg.api.tls_key)
+        .map_err(|e| ServiceError::Tls(e.to_string()))?;
+    let listen = cfg
+        .api_listen()
+        .map_err(|e| ServiceError::Api(e.to_string()))?;
+    let listener = std::net::TcpListener::bind(listen)
+        .map_err(|e| ServiceError::Api(format!("bind {listen}: {e}")))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| ServiceError::Api(e.to_string()))?;
+    let api_addr = listener
+        .local_addr()
+        .map_err(|e| ServiceError::Api(e.to_string()))?;
+    let server = axum_server::Handle::new();
+    let srv = axum_server::from_tcp_rustls(listener, RustlsConfig::from_config(tls))
+        .map_err(|e| ServiceError::Api(e.to_string()))?
+        .handle(server.clone());
+    let server_task = tokio::spawn(async move {
+        if let Err(e) = srv.serve(app.into_make_service()).await {
+            warn!(target: "sphr::api", error = %e, "API server stopped");
+        }
+    });
+    info!(target: "sphr::service", node = %format!("{}@{}", me.name, me.org),
+          api = %api_addr, network_id = %network_id, height = ledger.height(), "node started");
+    Ok(RunningNode {
+        api_addr,
+        server,
+        server_task,
+        orderer,
+        ledger,
+        network_id,
+    })
+}
+
+fn start_orderer(
+    cfg: &NodeConfig,
+    genesis: &GenesisConfig,
+    me: &sphr_types::NodeConfig,
+    key: &SecretKey,
+    ledger: Arc<Ledger>,
+    notifier: Arc<CommitNotifier>,
+    metrics: Metrics,
+) -> Result<OrdererHandle, ServiceError> {
+    let g = genesis;
+    let oc = OrdererConfig {
+        id: me.raft_id,
+        voters: g.consenters().map(|n| n.raft_id).collect(),
+        tick: Duration::from_millis(g.raft.tick_ms),
+        election_ticks: g.raft.election_ticks as usize,
+        heartbeat_ticks: g.raft.heartbeat_ticks as usize,
+        max_tx: g.block.max_tx as usize,
+        max_bytes: usize::try_from(g.block.max_bytes).unwrap_or(usize::MAX),
+        batch_timeout: Duration::from_millis(g.block.batch_timeout_ms),
+        snapshot_interval: g.raft.snapshot_interval,
+        max_pending_txs: cfg.orderer.queue_capacity,
+        ..OrdererConfig::default()
+    };
+    let db = ledger.db();
+    let log = db
+        .open_tree("raft_log")
+        .map_err(|e| ServiceError::Orderer(e.to_string()))?;
+    let meta = db
+        .open_tree("raft_meta")
+        .map_err(|e| ServiceError::Orderer(e.to_string()))?;
+    let storage =
+        SledRaftStorage::open(log, meta).map_err(|e| ServiceError::Orderer(e.to_string()))?;
+    let sealer = NodeSealer {
+        key: key.clone(),
+        me: NodeRef {
+            org: me.org.clone(),
+            name: me.name.clone(),
+        },
+    };
+    let applier = LedgerApplier {
+        ledger,
+        notifier,
+        metrics,
+    };
+    sphr_orderer::start(oc, storage, NoPeers, sealer, applier)
+        .map_err(|e| ServiceError::Orderer(e.to_string()))
+}
+
+/// Signs batches as this node.
+struct NodeSealer {
+    key: SecretKey,
+    me: NodeRef,
+}
+
+impl BatchSealer for NodeSealer {
+    fn seal(&mut self, txs: Vec<Vec<u8>>) -> Vec<u8> {
+        let batch = Batch {
+            proposer: self.me.clone(),
+            timestamp_ms: crate::now_ms(),
+            txs: txs.into_iter().map(serde_bytes::ByteBuf::from).collect(),
+        };
+        match SignedBatch::seal(&batch, &self.key).and_then(|s| s.to_bytes()) {
+            Ok(b) => b,
+            Err(e) => {
+                warn!(target: "sphr::orderer", error = %e, "could not seal a batch; dropped");
+                Vec::new()
+            }
+        }
+    }
+}
+
+/// The transport of a network with one consenter: there is nobody to talk to.
+struct NoPeers;
+
+impl Transport for NoPeers {
+    fn send(&self, msgs: Vec<RaftMessage>) {
+        if !msgs.is_empty() {
+            warn!(target: "sphr::orderer", count = msgs.len(), "raft messages for peers dropped: this node has no peer transport");
+        }
+    }
+    fn forward_txs(&self, leader: u64, txs: Vec<Vec<u8>>) {
+        warn!(target: "sphr::orderer", leader, count = txs.len(), "cannot forward transactions: no peer transport");
+    }
+}
+
+/// Applies committed Raft entries to the ledger and tells waiting clients.
+struct LedgerApplier {
+    ledger: Arc<Ledger>,
+    notifier: Arc<CommitNotifier>,
+    metrics: Metrics,
+}
+
+impl Applier for LedgerApplier {
+    fn applied_index(&self) -> u64 {
+        self.ledger.applied_raft_index()
+    }
+
+    fn apply(&mut self, index: u64, _term: u64, entry: &[u8]) -> Result<(), ApplyError> {
+        let outcome = self
+            .ledger
+            .commit_entry(index, entry)
+            .map_err(|e| ApplyError::Storage(Box::new(e)))?;
+        if let Some(block) = outcome.block {
+            let txs: Vec<(Hash32, u32, ValidationCode, String, Vec<String>)> = outcome
+                .txs
+                .iter()
+                .map(|t| {
+                    (
+                        t.tx_id,
+                        t.position,
+                        t.code,
+                        t.contract.clone(),
+                        t.events.iter().map(|e| e.name.clone()).collect(),
+                    )
+                })
+                .collect();
+            for t in &outcome.txs {
+                self.metrics
+                    .ledger_txs_committed_total
+                    .with_label_values(&[t.code.as_str()])
+                    .inc();
+            }
+            self.metrics.ledger_blocks_committed_total.inc();
+            self.metrics
+                .ledger_height
+                .set(i64::try_from(block).unwrap_or(i64::MAX));
+            self.notifier.notify(block, &txs);
+        }
+        Ok(())
+    }
+
+    fn snapshot_data(&self) -> Vec<u8> {
+        let tip = self.ledger.tip();
+        sphr_types::encode(&(tip.number, tip.hash())).unwrap_or_default()
+    }
+
+    fn restore_snapshot(&mut self, index: u64, _term: u64, data: &[u8]) -> Result<(), ApplyError> {
+        let (height, hash): (u64, Hash32) = sphr_types::decode(data, 1024)
+            .map_err(|e| ApplyError::Invalid(format!("snapshot data: {e}")))?;
+        let tip = self.ledger.tip();
+        if tip.number == height && tip.hash() == hash {
+            return self
+                .ledger
+                .set_applied_raft_index(index)
+                .map_err(|e| ApplyError::Storage(Box::new(e)));
+        }
+        Err(ApplyError::Invalid(format!(
+            "snapshot covers blocks up to {height} but this node is at {}; fetching blocks from peers needs the p2p layer",
+            tip.number
+        )))
+    }
+}
+
+/// The ledger as the endorser and gateway read it.
+struct LedgerStore(Arc<Ledger>);
+
+impl StateSource for LedgerStore {
+    fn get(&self, key: &[u8]) -> Result<Option<(sphr_types::Version, Vec<u8>)>, String> {
+        self.0.get_state(key).map_err(|e| e.to_string())
+    }
+    fn range(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, sphr_types::Version, Vec<u8>)>, String> {
+        self.0
+            .range_state(start, end, limit)
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl TxLookup for LedgerStore {
+    fn committed_block(&self, tx_id: &Hash32) -> Result<Option<u64>, String> {
+        self.0
+            .tx_location(tx_id)
+            .map(|l| l.map(|l| l.block))
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The chain as the API reads it.
+struct Chain {
+    ledger: Arc<Ledger>,
+    orderer: OrdererHandle,
+    genesis: Arc<GenesisConfig>,
+    node: NodeRef,
+}
+
+impl ChainView for Chain {
+    fn tx_status(&self, tx_id: &Hash32) -> Result<Option<(u64, u32, ValidationCode)>, String> {
+        self.ledger
+            .tx_location(tx_id)
+            .map(|l| l.map(|l| (l.block, l.position, l.code)))
+            .map_err(|e| e.to_string())
+    }
+
+    fn block(&self, number: u64) -> Result<Option<BlockRecord>, String> {
+        self.ledger.block(number).map_err(|e| e.to_string())
+    }
+
+    fn status(&self) -> NodeStatus {
+        let tip = self.ledger.tip();
+        let raft = self.orderer.status();
+        let leader = self
+            .genesis
+            .consenters()
+            .find(|n| n.raft_id == raft.leader_id)
+            .map(|n| format!("{}@{}", n.name, n.org));
+        NodeStatus {
+            network_id: self.ledger.network_id().to_hex(),
+            node: self.node.to_string(),
+            height: tip.number,
+            tip: tip.hash().to_hex(),
+            leader,
+            is_leader: raft.is_leader,
+            term: raft.term,
+        }
+    }
+
+    fn health(&self) -> Result<(), String> {
+        let raft = self.orderer.status();
+        if !raft.healthy {
+            return Err(format!(
+                "raft: {}",
+                raft.fatal.unwrap_or_else(|| "stopped".into())
+            ));
+        }
+        if !raft.running {
+            return Err("raft: not running".into());
+        }
+        self.ledger
+            .check_health()
+            .map_err(|e| format!("storage: {e}"))
+    }
+}
