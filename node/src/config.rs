@@ -192,10 +192,7 @@ impl NodeConfig {
         };
         self.api_listen()?;
         if self.api.max_body_bytes < 1024 || self.api.max_body_bytes > 64 * 1024 * 1024 {
-            return bad(
-                "api.max_body_bytes",
-                "must be 1024 to 67108864".into(),
-            );
+            return bad("api.max_body_bytes", "must be 1024 to 67108864".into());
         }
         if self.api.commit_timeout_ms == 0 || self.api.commit_timeout_ms > 600_000 {
             return bad("api.commit_timeout_ms", "must be 1 to 600000".into());
@@ -260,13 +257,23 @@ mod tests {
         assert!(c.validate().unwrap_err().to_string().contains("api.listen"));
         let mut c = NodeConfig::default();
         c.api.max_body_bytes = 0;
-        assert!(c.validate().unwrap_err().to_string().contains("api.max_body_bytes"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("api.max_body_bytes")
+        );
         let mut c = NodeConfig::default();
         c.log.format = "xml".into();
         assert!(c.validate().unwrap_err().to_string().contains("log.format"));
         let c = NodeConfig::default();
         // Files do not exist in the test's working directory.
-        assert!(c.validate().unwrap_err().to_string().contains("node.genesis"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("node.genesis")
+        );
     }
 
     #[test]

@@ -72,7 +72,9 @@ pub enum EndorseError {
     #[error("the creator's signature over the proposal does not verify")]
     BadSignature,
     /// The proposal's clock is too far from ours (reject: 400).
-    #[error("proposal timestamp {got} ms is more than {MAX_CLOCK_SKEW_MS} ms from the node's clock {now}")]
+    #[error(
+        "proposal timestamp {got} ms is more than {MAX_CLOCK_SKEW_MS} ms from the node's clock {now}"
+    )]
     ClockSkew { got: u64, now: u64 },
     /// No such contract in this network (reject: 404).
     #[error("contract {0:?} is not enabled in this network")]
@@ -165,10 +167,7 @@ impl Endorser {
             if cache.len() >= CERT_CACHE_MAX {
                 cache.clear();
             }
-            cache.insert(
-                fp,
-                (cert.name(), cert.body.not_before, cert.body.not_after),
-            );
+            cache.insert(fp, (cert.name(), cert.body.not_before, cert.body.not_after));
         }
         Ok(())
     }
@@ -230,8 +229,7 @@ impl Endorser {
             response,
             events,
         };
-        let payload_bytes =
-            encode(&payload).map_err(|e| EndorseError::Malformed(e.to_string()))?;
+        let payload_bytes = encode(&payload).map_err(|e| EndorseError::Malformed(e.to_string()))?;
         let endorsement = Endorsement {
             endorser: self.identity.cert.clone(),
             signature: self.identity.key.sign(&payload_bytes),
@@ -409,7 +407,9 @@ impl Ctx for Simulator<'_> {
             )));
         }
         if name.is_empty() || name.len() > 64 {
-            return Err(ContractError::Limit("event name must be 1 to 64 bytes".into()));
+            return Err(ContractError::Limit(
+                "event name must be 1 to 64 bytes".into(),
+            ));
         }
         if payload.len() > MAX_VALUE_LEN {
             return Err(ContractError::Limit("event payload too large".into()));

@@ -42,12 +42,17 @@ pub enum GatewayError {
     Busy(String),
     /// The policy needs orgs this node cannot reach: 503.
     #[error("endorsement policy {policy} needs orgs {missing:?}, which this node cannot reach")]
-    PolicyUnreachable { policy: Policy, missing: Vec<String> },
+    PolicyUnreachable {
+        policy: Policy,
+        missing: Vec<String>,
+    },
     /// The node is shutting down: 503.
     #[error("node is shutting down")]
     Stopped,
     /// The commit did not happen within the timeout: 504. The tx may still commit.
-    #[error("transaction {0} was ordered but not committed within the timeout; query its status later")]
+    #[error(
+        "transaction {0} was ordered but not committed within the timeout; query its status later"
+    )]
     Timeout(Hash32),
     /// The ledger could not be read: 503.
     #[error("ledger unavailable: {0}")]
@@ -315,11 +320,11 @@ impl Gateway {
             self.notifier.cancel(&tx_id);
             return Err(match e {
                 SubmitError::Full => GatewayError::Busy("the ordering queue is full".into()),
-                SubmitError::TooLarge { len, max } => GatewayError::Endorse(
-                    EndorseError::Malformed(format!(
+                SubmitError::TooLarge { len, max } => {
+                    GatewayError::Endorse(EndorseError::Malformed(format!(
                         "transaction of {len} bytes is over the block limit of {max}"
-                    )),
-                ),
+                    )))
+                }
                 SubmitError::Stopped => GatewayError::Stopped,
             });
         }

@@ -1,1 +1,442 @@
-fn main() {}
+//! `sphr-node`: the node daemon and its command-line client.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Args, Parser, Subcommand};
+use sphr_crypto::hash::Hash32;
+use sphr_node::client::{Client, make_proposal};
+use sphr_node::config::NodeConfig;
+use sphr_node::genesis::{GenesisSpec, NetworkManifest};
+use sphr_node::identity::Identity;
+
+/// The dev network spec, built in so that `sphr-node dev` needs no files.
+const DEV_SPEC: &str = include_str!("../../genesis/dev.toml");
+
+#[derive(Parser)]
+#[command(
+    name = "sphr-node",
+    version,
+    about = "sphr: a permissioned blockchain for sharing patient health records under the patient's consent"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a node from its configuration file.
+    Run {
+        /// Path of node.toml (see configs/node.toml).
+        #[arg(long, short = 'c', env = "SPHR_CONFIG")]
+        config: PathBuf,
+    },
+    /// Run a one-org, one-node development network in a folder, with zero setup.
+    ///
+    /// On first start it makes the network (keys, certificates, block 0) in DIR/network and a
+    /// node.toml in DIR; later starts reuse them.
+    Dev {
+        /// Folder for the network, the node's data and its config.
+        #[arg(long, default_value = ".sphr-dev")]
+        dir: PathBuf,
+    },
+    /// Make a network from a spec: block 0, org CAs, node and user identities, TLS certificates.
+    Genesis {
+        /// The network spec (TOML), e.g. genesis/four-orgs.toml.
+        #[arg(long)]
+        spec: PathBuf,
+        /// Output folder; refused if it already holds a network.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Check configuration files.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Submit a transaction: endorse, order, and wait for its commit.
+    Invoke {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Answer once ordered instead of waiting for the commit.
+        #[arg(long)]
+        no_wait: bool,
+        /// Contract name, e.g. kv.
+        contract: String,
+        /// Function name, e.g. put.
+        function: String,
+        /// Arguments (UTF-8 text).
+        args: Vec<String>,
+    },
+    /// Evaluate a function on committed state, without ordering anything.
+    Query {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Contract name, e.g. kv.
+        contract: String,
+        /// Function name, e.g. get.
+        function: String,
+        /// Arguments (UTF-8 text).
+        args: Vec<String>,
+    },
+    /// Show a node's height, tip and Raft leader.
+    Status {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show a block.
+    Block {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Block number.
+        number: u64,
+    },
+    /// Show where and how a transaction committed.
+    Tx {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Transaction id (64 hex characters).
+        tx_id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate a node.toml: every key, type and value, and that the files it names exist.
+    Check {
+        /// Path of node.toml.
+        file: PathBuf,
+    },
+}
+
+/// Where the client finds the network, the node and its identity.
+#[derive(Args, Clone)]
+struct ClientArgs {
+    /// The network folder made by `sphr-node genesis` (holds network.json and tls-ca.pem).
+    #[arg(long, env = "SPHR_NETWORK", default_value = ".sphr-dev/network")]
+    network: PathBuf,
+    /// The node to talk to: an https:// URL, or a node name (`name` or `name@org`) from
+    /// network.json. Default: the first node.
+    #[arg(long, env = "SPHR_NODE")]
+    node: Option<String>,
+    /// PEM bundle of the TLS CAs to trust. Default: <network>/tls-ca.pem.
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// Identity file to sign with. Default: the --user's identity.
+    #[arg(long, env = "SPHR_IDENTITY")]
+    identity: Option<PathBuf>,
+    /// A user from network.json (`name` or `name@org`). Default: the first user.
+    #[arg(long, env = "SPHR_USER")]
+    user: Option<String>,
+    /// Print the node's JSON answer as it is.
+    #[arg(long)]
+    json: bool,
+}
+
+fn split_name(s: &str) -> (&str, Option<&str>) {
+    match s.split_once('@') {
+        Some((n, o)) => (n, Some(o)),
+        None => (s, None),
+    }
+}
+
+struct ClientCtx {
+    client: Client,
+    manifest: Option<NetworkManifest>,
+    args: ClientArgs,
+}
+
+impl ClientCtx {
+    fn new(args: &ClientArgs) -> Result<ClientCtx> {
+        let manifest_path = args.network.join("network.json");
+        let manifest = if manifest_path.is_file() {
+            Some(NetworkManifest::load(&manifest_path)?)
+        } else {
+            None
+        };
+        let url = match (&args.node, &manifest) {
+            (Some(u), _) if u.starts_with("https://") => u.clone(),
+            (Some(u), _) if u.starts_with("http://") => {
+                bail!("--node {u}: sphr nodes serve HTTPS only")
+            }
+            (node, Some(m)) => {
+                let n = match node {
+                    Some(name) => {
+                        let (n, o) = split_name(name);
+                        m.nodes
+                            .iter()
+                            .find(|x| x.name == n && o.is_none_or(|o| x.org == o))
+                            .ok_or_else(|| {
+                                anyhow!("no node {name:?} in {}", manifest_path.display())
+                            })?
+                    }
+                    None => m
+                        .nodes
+                        .first()
+                        .ok_or_else(|| anyhow!("{} lists no nodes", manifest_path.display()))?,
+                };
+                format!("https://{}", n.api_addr)
+            }
+            (_, None) => bail!(
+                "no network.json in {} (pass --network DIR, or --node https://host:port with --ca and --identity)",
+                args.network.display()
+            ),
+        };
+        let ca = args
+            .ca
+            .clone()
+            .unwrap_or_else(|| args.network.join("tls-ca.pem"));
+        let tls = sphr_node::tls::client_config(&ca)?;
+        let client = Client::new(&url, tls)?;
+        Ok(ClientCtx {
+            client,
+            manifest,
+            args: args.clone(),
+        })
+    }
+
+    fn identity(&self) -> Result<Identity> {
+        let path = match (&self.args.identity, &self.manifest) {
+            (Some(p), _) => p.clone(),
+            (None, Some(m)) => {
+                let u = match &self.args.user {
+                    Some(name) => {
+                        let (n, o) = split_name(name);
+                        m.users
+                            .iter()
+                            .find(|u| u.name == n && o.is_none_or(|o| u.org == o))
+                            .ok_or_else(|| anyhow!("no user {name:?} in network.json"))?
+                    }
+                    None => m
+                        .users
+                        .first()
+                        .ok_or_else(|| anyhow!("network.json lists no users"))?,
+                };
+                self.args.network.join(&u.identity)
+            }
+            (None, None) => bail!("pass --identity FILE (or --network DIR with network.json)"),
+        };
+        Ok(Identity::load(&path)?)
+    }
+
+    async fn network_id(&self) -> Result<Hash32> {
+        if let Some(m) = &self.manifest {
+            return Ok(Hash32::from_hex(&m.network_id)?);
+        }
+        let s = self.client.status().await?;
+        Ok(Hash32::from_hex(&s.network_id)?)
+    }
+}
+
+fn print_response(hex_response: &str) {
+    let bytes = hex::decode(hex_response).unwrap_or_default();
+    if bytes.is_empty() {
+        return;
+    }
+    match std::str::from_utf8(&bytes) {
+        Ok(text) if !text.chars().any(|c| c.is_control() && c != '\n') => {
+            println!("response: {text}")
+        }
+        _ => println!("response (hex): {hex_response}"),
+    }
+}
+
+fn init_logging(filter: &str, format: &str) {
+    let env = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(filter))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(env)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn wait_for_signal() -> Result<&'static str> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("install SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("install SIGINT handler")?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
+}
+
+async fn run_node(cfg: NodeConfig) -> Result<()> {
+    init_logging(&cfg.log.filter, &cfg.log.format);
+    let node = sphr_node::service::start(&cfg).await?;
+    println!(
+        "sphr-node serving https://{} (network {})",
+        node.api_addr(),
+        node.network_id()
+    );
+    let sig = wait_for_signal().await?;
+    tracing::info!(target: "sphr::service", signal = sig, "stopping");
+    node.shutdown().await;
+    Ok(())
+}
+
+fn dev_setup(dir: &Path) -> Result<PathBuf> {
+    let net = dir.join("network");
+    let cfg_path = dir.join("node.toml");
+    if !net.join("genesis.block").is_file() {
+        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+        let spec = GenesisSpec::from_toml_str(DEV_SPEC, Path::new("genesis/dev.toml"))?;
+        let made = sphr_node::genesis::generate(&spec, &net, sphr_node::now_ms())?;
+        eprintln!("made dev network {} in {}", made.network_id, net.display());
+    }
+    if !cfg_path.is_file() {
+        let m = NetworkManifest::load(&net.join("network.json"))?;
+        let n = m
+            .nodes
+            .first()
+            .ok_or_else(|| anyhow!("dev network has no node"))?;
+        let toml = format!(
+            "# Made by `sphr-node dev`; see configs/node.toml for every key.\n\
+             [node]\ngenesis = \"network/{}\"\nidentity = \"network/{}\"\ndata_dir = \"data\"\n\n\
+             [api]\nlisten = \"{}\"\ntls_cert = \"network/{}\"\ntls_key = \"network/{}\"\n",
+            m.genesis_block, n.identity, n.api_addr, n.tls_cert, n.tls_key
+        );
+        std::fs::write(&cfg_path, toml).with_context(|| format!("write {}", cfg_path.display()))?;
+    }
+    Ok(cfg_path)
+}
+
+async fn client_command(cmd: Command) -> Result<ExitCode> {
+    match cmd {
+        Command::Invoke {
+            client,
+            no_wait,
+            contract,
+            function,
+            args,
+        } => {
+            let ctx = ClientCtx::new(&client)?;
+            let id = ctx.identity()?;
+            let (_, sp) = make_proposal(&id, ctx.network_id().await?, &contract, &function, &args)?;
+            let r = ctx.client.submit(&sp, !no_wait).await?;
+            if client.json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                match (&r.block, &r.code) {
+                    (Some(b), Some(c)) => println!("tx {} committed in block {b}: {c}", r.tx_id),
+                    _ => println!("tx {} {}", r.tx_id, r.status),
+                }
+                print_response(&r.response_hex);
+            }
+            Ok(match r.code.as_deref() {
+                None | Some("VALID") => ExitCode::SUCCESS,
+                Some(_) => ExitCode::from(3),
+            })
+        }
+        Command::Query {
+            client,
+            contract,
+            function,
+            args,
+        } => {
+            let ctx = ClientCtx::new(&client)?;
+            let id = ctx.identity()?;
+            let (_, sp) = make_proposal(&id, ctx.network_id().await?, &contract, &function, &args)?;
+            let r = ctx.client.query(&sp).await?;
+            if client.json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                let bytes = hex::decode(&r.response_hex).unwrap_or_default();
+                match String::from_utf8(bytes) {
+                    Ok(t) => println!("{t}"),
+                    Err(_) => println!("{}", r.response_hex),
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { client } => {
+            let ctx = ClientCtx::new(&client)?;
+            let s = ctx.client.status().await?;
+            if client.json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                println!(
+                    "node={} height={} tip={} leader={} term={}",
+                    s.node,
+                    s.height,
+                    s.tip,
+                    s.leader.as_deref().unwrap_or("-"),
+                    s.term
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Block { client, number } => {
+            let ctx = ClientCtx::new(&client)?;
+            let b = ctx.client.block(number).await?;
+            println!("{}", serde_json::to_string_pretty(&b)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Tx { client, tx_id } => {
+            let ctx = ClientCtx::new(&client)?;
+            let t = ctx.client.tx_status(&tx_id).await?;
+            println!("{}", serde_json::to_string_pretty(&t)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        _ => Err(anyhow!("not a client command")),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result: Result<ExitCode> = rt.block_on(async move {
+        match cli.command {
+            Command::Run { config } => {
+                let cfg = NodeConfig::load(&config)?;
+                run_node(cfg).await.map(|_| ExitCode::SUCCESS)
+            }
+            Command::Dev { dir } => {
+                let cfg_path = dev_setup(&dir)?;
+                let cfg = NodeConfig::load(&cfg_path)?;
+                eprintln!(
+                    "dev node: config {}; try: sphr-node invoke --network {} kv put greeting hello",
+                    cfg_path.display(),
+                    dir.join("network").display()
+                );
+                run_node(cfg).await.map(|_| ExitCode::SUCCESS)
+            }
+            Command::Genesis { spec, out } => {
+                let s = GenesisSpec::load(&spec)?;
+                let made = sphr_node::genesis::generate(&s, &out, sphr_node::now_ms())?;
+                println!("network {} written to {}", made.network_id, out.display());
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Config {
+                command: ConfigCommand::Check { file },
+            } => {
+                NodeConfig::load(&file)?;
+                println!("{}: ok", file.display());
+                Ok(ExitCode::SUCCESS)
+            }
+            other => client_command(other).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

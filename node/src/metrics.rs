@@ -25,7 +25,10 @@ impl Metrics {
     pub fn new() -> Result<Metrics, prometheus::Error> {
         let registry = Registry::new();
         let api_requests_total = IntCounterVec::new(
-            Opts::new("sphr_api_requests_total", "API requests by route and status"),
+            Opts::new(
+                "sphr_api_requests_total",
+                "API requests by route and status",
+            ),
             &["route", "status"],
         )?;
         let api_rejections_total = IntCounterVec::new(
@@ -42,10 +45,8 @@ impl Metrics {
             ),
             &["code"],
         )?;
-        let ledger_blocks_committed_total = IntCounter::new(
-            "sphr_ledger_blocks_committed_total",
-            "Blocks committed",
-        )?;
+        let ledger_blocks_committed_total =
+            IntCounter::new("sphr_ledger_blocks_committed_total", "Blocks committed")?;
         let ledger_height = IntGauge::new("sphr_ledger_height", "Number of the last block")?;
         registry.register(Box::new(api_requests_total.clone()))?;
         registry.register(Box::new(api_rejections_total.clone()))?;

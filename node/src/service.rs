@@ -18,9 +18,9 @@ use axum_server::tls_rustls::RustlsConfig;
 use sphr_contracts::Registry;
 use sphr_crypto::hash::Hash32;
 use sphr_crypto::keys::SecretKey;
-use sphr_ledger::Ledger;
+use sphr_ledger::{CommitOutcome, Ledger};
 use sphr_orderer::{
-    ApplyError, Applier, BatchSealer, OrdererConfig, OrdererHandle, RaftMessage, SledRaftStorage,
+    Applier, ApplyError, BatchSealer, OrdererConfig, OrdererHandle, RaftMessage, SledRaftStorage,
     Transport,
 };
 use sphr_types::{Batch, BlockRecord, GenesisConfig, NodeRef, SignedBatch, ValidationCode};
@@ -140,7 +140,9 @@ pub async fn start(cfg: &NodeConfig) -> Result<RunningNode, ServiceError> {
     };
     let ledger = Arc::new(ledger);
     let network_id = ledger.network_id();
-    metrics.ledger_height.set(i64::try_from(ledger.height()).unwrap_or(i64::MAX));
+    metrics
+        .ledger_height
+        .set(i64::try_from(ledger.height()).unwrap_or(i64::MAX));
     let genesis = Arc::new(genesis);
     let notifier = Arc::new(CommitNotifier::new(cfg.api.max_waiting, 4096));
 
@@ -239,6 +241,8 @@ fn start_orderer(
         max_bytes: usize::try_from(g.block.max_bytes).unwrap_or(usize::MAX),
         batch_timeout: Duration::from_millis(g.block.batch_timeout_ms),
         snapshot_interval: g.raft.snapshot_interval,
+        snapshot_catchup_entries: (g.raft.snapshot_interval / 2)
+            .min(OrdererConfig::default().snapshot_catchup_entries),
         max_pending_txs: cfg.orderer.queue_capacity,
         ..OrdererConfig::default()
     };
@@ -321,31 +325,40 @@ impl Applier for LedgerApplier {
             .ledger
             .commit_entry(index, entry)
             .map_err(|e| ApplyError::Storage(Box::new(e)))?;
-        if let Some(block) = outcome.block {
-            let txs: Vec<(Hash32, u32, ValidationCode, String, Vec<String>)> = outcome
-                .txs
-                .iter()
-                .map(|t| {
-                    (
-                        t.tx_id,
-                        t.position,
-                        t.code,
-                        t.contract.clone(),
-                        t.events.iter().map(|e| e.name.clone()).collect(),
-                    )
-                })
-                .collect();
-            for t in &outcome.txs {
+        match &outcome {
+            CommitOutcome::Committed(block) => {
+                // Only ids whose creator signature verified are told: a forged copy of a
+                // pending tx must not answer the real one's waiter.
+                let txs: Vec<(Hash32, u32, ValidationCode, String, Vec<String>)> = block
+                    .txs
+                    .iter()
+                    .filter(|t| t.id_verified)
+                    .filter_map(|t| {
+                        Some((
+                            t.tx_id?,
+                            t.position,
+                            t.code,
+                            t.contract.clone().unwrap_or_default(),
+                            t.events.iter().map(|e| e.name.clone()).collect(),
+                        ))
+                    })
+                    .collect();
+                for t in &block.txs {
+                    self.metrics
+                        .ledger_txs_committed_total
+                        .with_label_values(&[t.code.as_str()])
+                        .inc();
+                }
+                self.metrics.ledger_blocks_committed_total.inc();
                 self.metrics
-                    .ledger_txs_committed_total
-                    .with_label_values(&[t.code.as_str()])
-                    .inc();
+                    .ledger_height
+                    .set(i64::try_from(block.number).unwrap_or(i64::MAX));
+                self.notifier.notify(block.number, &txs);
             }
-            self.metrics.ledger_blocks_committed_total.inc();
-            self.metrics
-                .ledger_height
-                .set(i64::try_from(block).unwrap_or(i64::MAX));
-            self.notifier.notify(block, &txs);
+            CommitOutcome::Skipped { raft_index, reason } => {
+                warn!(target: "sphr::ledger", raft_index, %reason, "raft entry skipped: no block");
+            }
+            CommitOutcome::AlreadyApplied { .. } => {}
         }
         Ok(())
     }
@@ -362,7 +375,8 @@ impl Applier for LedgerApplier {
         if tip.number == height && tip.hash() == hash {
             return self
                 .ledger
-                .set_applied_raft_index(index)
+                .mark_applied(index)
+                .map(|_| ())
                 .map_err(|e| ApplyError::Storage(Box::new(e)));
         }
         Err(ApplyError::Invalid(format!(

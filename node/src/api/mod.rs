@@ -36,17 +36,15 @@ use axum::routing::{MethodRouter, get, post};
 use serde::Deserialize;
 use sphr_contracts::ContractError;
 use sphr_crypto::hash::Hash32;
-use sphr_types::{BlockData, BlockRecord, SignedProposal, Transaction, ValidationCode};
 use sphr_types::MAX_TX_BYTES;
+use sphr_types::{BlockData, BlockRecord, SignedProposal, Transaction, ValidationCode};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::BroadcastStream;
 
 use crate::endorser::EndorseError;
 use crate::gateway::{Gateway, GatewayError};
 use crate::metrics::Metrics;
-use model::{
-    BlockView, ErrorBody, NodeStatus, QueryResponse, SubmitResponse, TxStatus, TxView,
-};
+use model::{BlockView, ErrorBody, NodeStatus, QueryResponse, SubmitResponse, TxStatus, TxView};
 
 /// The OpenAPI description served at `/openapi.json`.
 pub const OPENAPI_JSON: &str = include_str!("../../openapi.json");
@@ -174,7 +172,10 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
     r.fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(middleware::from_fn_with_state(state.clone(), count_requests))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
         .with_state(state)
 }
 
@@ -190,13 +191,20 @@ async fn count_requests(State(s): State<ApiState>, req: Request, next: Next) -> 
         .with_label_values(&[route.as_str(), resp.status().as_str()])
         .inc();
     if let Some(RejectionKind(kind)) = resp.extensions().get::<RejectionKind>() {
-        s.metrics.api_rejections_total.with_label_values(&[kind]).inc();
+        s.metrics
+            .api_rejections_total
+            .with_label_values(&[kind])
+            .inc();
     }
     resp
 }
 
 async fn no_route() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "no_route", "no such route; see /openapi.json")
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no_route",
+        "no such route; see /openapi.json",
+    )
 }
 
 async fn method_not_allowed() -> ApiError {
@@ -288,9 +296,9 @@ async fn endorse(
     let pr = tokio::task::spawn_blocking(move || gw.endorse(&sp))
         .await
         .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", e.to_string()))??;
-    let bytes = pr.to_bytes().map_err(|e| {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "encoding", e.to_string())
-    })?;
+    let bytes = pr
+        .to_bytes()
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "encoding", e.to_string()))?;
     Ok(([(header::CONTENT_TYPE, "application/cbor")], bytes).into_response())
 }
 
@@ -316,7 +324,11 @@ async fn broadcast(
         ));
     }
     let tx = Transaction::from_bytes(&body).map_err(|e| {
-        ApiError::new(StatusCode::BAD_REQUEST, "malformed_transaction", e.to_string())
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_transaction",
+            e.to_string(),
+        )
     })?;
     let out = s.gateway.broadcast(tx, q.wait.unwrap_or(true)).await?;
     Ok(axum::Json(submit_response(&out)))
@@ -489,7 +501,11 @@ async fn status(State(s): State<ApiState>) -> axum::Json<NodeStatus> {
 
 async fn healthz(State(s): State<ApiState>) -> Response {
     match s.chain.health() {
-        Ok(()) => (StatusCode::OK, axum::Json(serde_json::json!({"status": "ok"}))).into_response(),
+        Ok(()) => (
+            StatusCode::OK,
+            axum::Json(serde_json::json!({"status": "ok"})),
+        )
+            .into_response(),
         Err(component) => (
             StatusCode::SERVICE_UNAVAILABLE,
             axum::Json(serde_json::json!({"status": "unhealthy", "failing": component})),
@@ -518,7 +534,10 @@ mod tests {
     #[test]
     fn openapi_matches_routes() {
         let doc: serde_json::Value = serde_json::from_str(OPENAPI_JSON).unwrap();
-        assert_eq!(doc["openapi"].as_str().unwrap().split('.').next(), Some("3"));
+        assert_eq!(
+            doc["openapi"].as_str().unwrap().split('.').next(),
+            Some("3")
+        );
         let mut documented: Vec<(String, String)> = Vec::new();
         for (path, item) in doc["paths"].as_object().unwrap() {
             for method in item.as_object().unwrap().keys() {

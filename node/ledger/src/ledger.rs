@@ -1,0 +1,806 @@
+//! The ledger on sled: blocks, versioned world state, tx index and metadata in one database.
+//!
+//! Every change is one sled transaction over the trees it touches, followed by a flush, so a
+//! node killed at any moment reopens on the last block it reported committed, with the state,
+//! index, tip and applied Raft index of exactly that block.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
+use std::time::Instant;
+
+use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+use sphr_crypto::hash::Hash32;
+use sphr_types::{
+    Batch, Block, BlockData, BlockHeader, BlockRecord, GenesisConfig, GenesisError, NodeRef,
+    SignedBatch, TxError, Version,
+};
+use tracing::{debug, info, warn};
+
+use crate::codec::{
+    self, CodecError, META_APPLIED_RAFT_INDEX, META_GENESIS_HASH, META_SCHEMA, META_TIP,
+    SCHEMA_VERSION, TxLocation,
+};
+use crate::store::{MAX_RANGE_ENTRIES, StateEntry, StateReader, TxIndexReader};
+use crate::validate::{MvccChecked, TxOutcome, Validator};
+
+/// Log target of this crate.
+const TARGET: &str = "sphr::ledger";
+
+/// Tree of block records, by number.
+pub const TREE_BLOCKS: &str = "blocks";
+/// Tree of world-state values, by namespaced key.
+pub const TREE_STATE: &str = "state";
+/// Tree of tx locations, by tx id.
+pub const TREE_TXINDEX: &str = "txindex";
+/// Tree of ledger metadata.
+pub const TREE_META: &str = "meta";
+
+/// Why a ledger operation failed. Each variant says what the caller does next.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// The database could not be opened (in use by another process, permissions, disk):
+    /// stop the node and tell the operator.
+    #[error("cannot open the ledger database at {path}: {source}")]
+    Open {
+        /// The data dir.
+        path: PathBuf,
+        /// What sled said.
+        #[source]
+        source: sled::Error,
+    },
+    /// The database was made from another genesis block: stop the node; the operator points
+    /// it at the data dir of this network or at an empty one.
+    #[error(
+        "the ledger at {path} was created for network {found}, but this node was given the \
+         genesis of network {expected}; use the data dir of network {expected} or an empty one"
+    )]
+    WrongGenesis {
+        /// The data dir.
+        path: PathBuf,
+        /// Network id of the genesis block given.
+        expected: Hash32,
+        /// Network id stored in the database.
+        found: Hash32,
+    },
+    /// The database has a layout this version cannot read: stop the node (upgrade or migrate).
+    #[error(
+        "the ledger at {path} has layout version {found}; this build reads version {supported}"
+    )]
+    Schema {
+        /// The data dir.
+        path: PathBuf,
+        /// Layout version found.
+        found: u32,
+        /// Layout version this build reads.
+        supported: u32,
+    },
+    /// The genesis block given does not hold a valid configuration: stop the node.
+    #[error("invalid genesis block: {0}")]
+    Genesis(#[from] GenesisError),
+    /// sled failed to read or write: stop the node (the disk or the database needs an
+    /// operator). Nothing half-written is visible: commits are atomic.
+    #[error("ledger storage error: {0}")]
+    Storage(#[from] sled::Error),
+    /// Bytes read from the database do not decode, or the trees disagree: stop the node.
+    #[error("the ledger database is corrupt: {0}")]
+    Corrupt(String),
+    /// A block from a peer does not fit this ledger or does not check out: drop it and
+    /// penalise the peer that sent it.
+    #[error("block {number} refused: {reason}")]
+    BlockRejected {
+        /// The block's number as it claims.
+        number: u64,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The chain reached `u64::MAX` blocks: stop the node.
+    #[error("block height overflow after block {0}")]
+    HeightOverflow(u64),
+    /// A record could not be encoded (a bug): stop the node.
+    #[error("ledger encoding: {0}")]
+    Encode(#[from] TxError),
+}
+
+impl From<CodecError> for LedgerError {
+    fn from(e: CodecError) -> Self {
+        LedgerError::Corrupt(e.to_string())
+    }
+}
+
+/// Why a Raft entry gives no block. Every node decides the same for the same entry, and records
+/// the entry as applied so that none of them looks at it again.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SkipReason {
+    /// The entry is not a batch.
+    #[error("the entry does not decode as a batch: {0}")]
+    Undecodable(String),
+    /// The proposer is not a node in genesis.
+    #[error("proposer {0} is not a node of the network")]
+    UnknownProposer(NodeRef),
+    /// The proposer is a node but not a consenter.
+    #[error("proposer {0} is not a consenter")]
+    NotConsenter(NodeRef),
+    /// The proposer's signature over the batch does not verify.
+    #[error("the signature of proposer {0} over the batch does not verify")]
+    BadProposerSignature(NodeRef),
+    /// More transactions than genesis lets a block hold.
+    #[error("{count} transactions, genesis allows at most {max}")]
+    TooManyTxs {
+        /// Transactions in the batch.
+        count: usize,
+        /// `block.max_tx` from genesis.
+        max: u32,
+    },
+}
+
+/// A block that was committed, with what the node tells clients and counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedBlock {
+    /// Block number.
+    pub number: u64,
+    /// Block hash.
+    pub hash: Hash32,
+    /// Raft index of the entry it came from.
+    pub raft_index: u64,
+    /// The proposer's clock (Unix milliseconds).
+    pub timestamp_ms: u64,
+    /// One per transaction, in block order.
+    pub txs: Vec<TxOutcome>,
+}
+
+impl CommittedBlock {
+    /// Number of VALID transactions.
+    pub fn valid_count(&self) -> usize {
+        self.txs.iter().filter(|t| t.code.is_valid()).count()
+    }
+}
+
+/// What [`Ledger::commit_batch`] did with a Raft entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommitOutcome {
+    /// A block was made and committed.
+    Committed(CommittedBlock),
+    /// The entry is unusable: no block; the applied Raft index moved to it.
+    Skipped {
+        /// The entry's Raft index.
+        raft_index: u64,
+        /// Why.
+        reason: SkipReason,
+    },
+    /// The entry was applied before (a replay after restart): nothing changed.
+    AlreadyApplied {
+        /// The entry's Raft index.
+        raft_index: u64,
+        /// The applied Raft index of the ledger.
+        applied: u64,
+    },
+}
+
+impl CommitOutcome {
+    /// The committed block, if the entry made one.
+    pub fn block(&self) -> Option<&CommittedBlock> {
+        match self {
+            CommitOutcome::Committed(b) => Some(b),
+            _ => None,
+        }
+    }
+}
+
+/// Tip and applied Raft index, as on disk after the last commit.
+#[derive(Debug, Clone)]
+struct Head {
+    tip: BlockHeader,
+    applied_raft_index: u64,
+}
+
+/// The ledger of one node: a sled database holding blocks, world state, tx index and metadata.
+///
+/// `Ledger` is `Send + Sync`: reads take `&self` and run concurrently with a commit (see
+/// [`StateReader`] for what they may observe); commits are serialised inside.
+pub struct Ledger {
+    path: PathBuf,
+    db: sled::Db,
+    blocks: sled::Tree,
+    state: sled::Tree,
+    txindex: sled::Tree,
+    meta: sled::Tree,
+    genesis: GenesisConfig,
+    network_id: Hash32,
+    head: RwLock<Head>,
+    /// Held for a whole commit: one commit at a time, with the certificate cache.
+    committer: Mutex<Validator>,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger")
+            .field("path", &self.path)
+            .field("network_id", &self.network_id)
+            .field("tip", &self.tip().number)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Ledger {
+    /// Opens the ledger at `path`, creating it with block 0 = `genesis` if it is empty.
+    ///
+    /// Refuses ([`LedgerError::WrongGenesis`]) a database made from another genesis, and a
+    /// database whose trees disagree about the tip ([`LedgerError::Corrupt`]).
+    pub fn open(path: impl AsRef<Path>, genesis: &Block) -> Result<Ledger, LedgerError> {
+        let path = path.as_ref().to_path_buf();
+        let config = GenesisConfig::from_block(genesis)?;
+        let network_id = genesis.hash();
+        let db = sled::Config::new()
+            .path(&path)
+            .open()
+            .map_err(|source| LedgerError::Open {
+                path: path.clone(),
+                source,
+            })?;
+        let blocks = db.open_tree(TREE_BLOCKS)?;
+        let state = db.open_tree(TREE_STATE)?;
+        let txindex = db.open_tree(TREE_TXINDEX)?;
+        let meta = db.open_tree(TREE_META)?;
+
+        match meta.get(META_GENESIS_HASH)? {
+            None => {
+                if !blocks.is_empty() || !state.is_empty() || !txindex.is_empty() {
+                    return Err(LedgerError::Corrupt(format!(
+                        "{}: blocks or state present but no genesis hash",
+                        path.display()
+                    )));
+                }
+                init(&db, &blocks, &meta, genesis, network_id)?;
+                info!(target: TARGET, path = %path.display(), network_id = %network_id,
+                      "created ledger with genesis block");
+            }
+            Some(stored) => {
+                let found = codec::decode_hash("genesis hash", &stored)?;
+                if found != network_id {
+                    return Err(LedgerError::WrongGenesis {
+                        path,
+                        expected: network_id,
+                        found,
+                    });
+                }
+            }
+        }
+        let schema = meta
+            .get(META_SCHEMA)?
+            .ok_or_else(|| LedgerError::Corrupt("no layout version".into()))?;
+        let schema = codec::decode_u32("layout version", &schema)?;
+        if schema != SCHEMA_VERSION {
+            return Err(LedgerError::Schema {
+                path,
+                found: schema,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        let head = load_head(&blocks, &meta)?;
+        info!(target: TARGET, path = %path.display(), tip = head.tip.number,
+              applied_raft_index = head.applied_raft_index, "opened ledger");
+        let committer = Mutex::new(Validator::new(&config, network_id));
+        Ok(Ledger {
+            path,
+            db,
+            blocks,
+            state,
+            txindex,
+            meta,
+            genesis: config,
+            network_id,
+            head: RwLock::new(head),
+            committer,
+        })
+    }
+
+    /// The sled database (the node keeps its Raft log and other trees in it too).
+    pub fn db(&self) -> &sled::Db {
+        &self.db
+    }
+
+    /// The data dir.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The genesis configuration.
+    pub fn genesis(&self) -> &GenesisConfig {
+        &self.genesis
+    }
+
+    /// The network id: the hash of block 0.
+    pub fn network_id(&self) -> Hash32 {
+        self.network_id
+    }
+
+    /// The number of the last block (0 when only genesis is there), as the node's API and
+    /// metrics call height. The number of blocks is `height() + 1`.
+    pub fn height(&self) -> u64 {
+        self.read_head().tip.number
+    }
+
+    /// The header of the last block whose commit returned (written and flushed).
+    ///
+    /// While block `n` is being committed, its state writes become visible to reads a moment
+    /// before `tip()` says `n`: state may be one block ahead of the tip, never behind it.
+    pub fn tip(&self) -> BlockHeader {
+        self.read_head().tip.clone()
+    }
+
+    /// The last Raft index applied (a block made or an entry skipped); 0 before any.
+    pub fn applied_raft_index(&self) -> u64 {
+        self.read_head().applied_raft_index
+    }
+
+    /// The committed value and version at namespaced `key`.
+    pub fn get_state(&self, key: &[u8]) -> Result<Option<(Version, Vec<u8>)>, LedgerError> {
+        match self.state.get(key)? {
+            None => Ok(None),
+            Some(raw) => {
+                let (v, value) = codec::decode_state_value(&raw)?;
+                Ok(Some((v, value.to_vec())))
+            }
+        }
+    }
+
+    /// Committed entries with keys in `[start, end)`, in key order, at most
+    /// `min(limit, MAX_RANGE_ENTRIES)`.
+    pub fn range_state(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<Vec<StateEntry>, LedgerError> {
+        let limit = limit.min(MAX_RANGE_ENTRIES);
+        if start >= end || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        for item in self.state.range(start..end).take(limit) {
+            let (k, raw) = item?;
+            let (v, value) = codec::decode_state_value(&raw)?;
+            out.push((k.to_vec(), v, value.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Block `number` with its codes, if the ledger has it.
+    pub fn block(&self, number: u64) -> Result<Option<BlockRecord>, LedgerError> {
+        match self.blocks.get(codec::encode_u64(number))? {
+            None => Ok(None),
+            Some(raw) => BlockRecord::from_bytes(&raw)
+                .map(Some)
+                .map_err(|e| LedgerError::Corrupt(format!("block {number} does not decode: {e}"))),
+        }
+    }
+
+    /// Where transaction `tx_id` was committed and its code. Only transactions whose creator
+    /// signature verified are indexed (see [`MvccChecked::index_entries`]).
+    pub fn tx_location(&self, tx_id: &Hash32) -> Result<Option<TxLocation>, LedgerError> {
+        match self.txindex.get(tx_id.as_bytes())? {
+            None => Ok(None),
+            Some(raw) => Ok(Some(TxLocation::from_bytes(&raw)?)),
+        }
+    }
+
+    /// Applies Raft entry `raft_index` holding `batch`: makes the next block, validates its
+    /// transactions and commits block, valid writes, tx index, tip and applied index in one
+    /// sled transaction, then flushes.
+    ///
+    /// - `raft_index <= applied_raft_index()`: nothing happens ([`CommitOutcome::AlreadyApplied`]),
+    ///   so replaying the log after a restart is harmless;
+    /// - an unusable entry (not a batch, proposer not a genesis consenter, bad proposer
+    ///   signature, too many txs) makes no block, but its index is recorded as applied
+    ///   ([`CommitOutcome::Skipped`]), the same on every node.
+    ///
+    /// Errors are store failures only: stop the node (nothing was half-written).
+    pub fn commit_batch(
+        &self,
+        raft_index: u64,
+        batch: &SignedBatch,
+    ) -> Result<CommitOutcome, LedgerError> {
+        let mut validator = self.lock_committer();
+        let head = self.read_head().clone();
+        if raft_index <= head.applied_raft_index {
+            debug!(target: TARGET, raft_index, applied = head.applied_raft_index,
+                   "raft entry already applied");
+            return Ok(CommitOutcome::AlreadyApplied {
+                raft_index,
+                applied: head.applied_raft_index,
+            });
+        }
+        let started = Instant::now();
+        let decoded = match self.check_entry(batch) {
+            Ok(b) => b,
+            Err(reason) => return self.skip_locked(raft_index, reason),
+        };
+        if head.tip.number.checked_add(1).is_none() {
+            return Err(LedgerError::HeightOverflow(head.tip.number));
+        }
+        let block = Block::next(&head.tip, batch.clone(), decoded.timestamp_ms);
+        let checked = validator.validate(&block.header, &decoded.txs, self)?;
+        let record = BlockRecord {
+            block,
+            codes: checked.codes().to_vec(),
+            raft_index,
+        };
+        let committed = self.write_block(record, checked, started)?;
+        Ok(CommitOutcome::Committed(committed))
+    }
+
+    /// [`Ledger::commit_batch`] for a Raft entry as bytes: an entry that does not decode as a
+    /// signed batch is skipped ([`SkipReason::Undecodable`]) like any unusable entry.
+    pub fn commit_entry(
+        &self,
+        raft_index: u64,
+        entry: &[u8],
+    ) -> Result<CommitOutcome, LedgerError> {
+        match SignedBatch::from_bytes(entry) {
+            Ok(batch) => self.commit_batch(raft_index, &batch),
+            Err(e) => self.skip_entry(raft_index, SkipReason::Undecodable(e.to_string())),
+        }
+    }
+
+    /// Records an unusable entry as applied (unless it was applied before).
+    fn skip_entry(
+        &self,
+        raft_index: u64,
+        reason: SkipReason,
+    ) -> Result<CommitOutcome, LedgerError> {
+        let _commit = self.lock_committer();
+        let applied = self.applied_raft_index();
+        if raft_index <= applied {
+            return Ok(CommitOutcome::AlreadyApplied {
+                raft_index,
+                applied,
+            });
+        }
+        self.skip_locked(raft_index, reason)
+    }
+
+    /// Records an unusable entry after `applied_raft_index()` as applied. Caller holds the
+    /// commit lock.
+    fn skip_locked(
+        &self,
+        raft_index: u64,
+        reason: SkipReason,
+    ) -> Result<CommitOutcome, LedgerError> {
+        self.write_applied(raft_index)?;
+        self.write_head().applied_raft_index = raft_index;
+        warn!(target: TARGET, raft_index, %reason, "raft entry gives no block");
+        Ok(CommitOutcome::Skipped { raft_index, reason })
+    }
+
+    /// Checks that the database answers and agrees with the head in memory: reads the tip
+    /// and applied index back from disk. For `/healthz`; waits for a running commit.
+    pub fn check_health(&self) -> Result<(), LedgerError> {
+        let _commit = self.lock_committer();
+        let head = self.read_head().clone();
+        let on_disk = read_meta_head(&self.meta)?;
+        let last = match self.blocks.last()? {
+            Some((k, _)) => Some(codec::decode_u64("block key", &k)?),
+            None => None,
+        };
+        if on_disk.tip != head.tip
+            || on_disk.applied_raft_index != head.applied_raft_index
+            || last != Some(head.tip.number)
+        {
+            return Err(LedgerError::Corrupt(format!(
+                "the tip on disk is block {} (raft index {}), in memory block {} (raft index {})",
+                on_disk.tip.number,
+                on_disk.applied_raft_index,
+                head.tip.number,
+                head.applied_raft_index
+            )));
+        }
+        Ok(())
+    }
+
+    /// Records Raft entry `raft_index`, which carries no batch (an empty entry of a new
+    /// leader, a configuration change), as applied. Returns false when it was applied before.
+    pub fn mark_applied(&self, raft_index: u64) -> Result<bool, LedgerError> {
+        let _commit = self.lock_committer();
+        if raft_index <= self.applied_raft_index() {
+            return Ok(false);
+        }
+        self.write_applied(raft_index)?;
+        self.write_head().applied_raft_index = raft_index;
+        Ok(true)
+    }
+
+    /// Appends a block fetched from a peer (sync): checks that it follows the tip, that its
+    /// proposer is a genesis consenter who signed the batch, that its time is the batch's,
+    /// re-validates its transactions and checks the codes equal the ones it carries, then
+    /// commits it exactly as [`Ledger::commit_batch`] would have.
+    ///
+    /// The record's `raft_index` is not signed by anyone: it must be after the applied index
+    /// here, and the sync layer must check it against the Raft snapshot it is catching up to
+    /// (a peer that lies about it could make this node skip entries). When catching up to a
+    /// snapshot, append its blocks first, then [`Ledger::mark_applied`] the snapshot's index.
+    ///
+    /// [`LedgerError::BlockRejected`]: drop the block and penalise the peer.
+    pub fn append_block(&self, record: &BlockRecord) -> Result<CommittedBlock, LedgerError> {
+        let mut validator = self.lock_committer();
+        let head = self.read_head().clone();
+        let number = record.block.header.number;
+        let reject = |reason: String| LedgerError::BlockRejected { number, reason };
+        record
+            .block
+            .check_link(&head.tip)
+            .map_err(|e| reject(e.to_string()))?;
+        let BlockData::Batch(batch) = &record.block.data else {
+            return Err(reject("holds a genesis configuration".into()));
+        };
+        let decoded = self.check_entry(batch).map_err(|r| reject(r.to_string()))?;
+        if record.block.header.timestamp_ms != decoded.timestamp_ms {
+            return Err(reject("header time differs from the batch time".into()));
+        }
+        if record.raft_index <= head.applied_raft_index {
+            return Err(reject(format!(
+                "raft index {} is not after the applied index {}",
+                record.raft_index, head.applied_raft_index
+            )));
+        }
+        let started = Instant::now();
+        let checked = validator.validate(&record.block.header, &decoded.txs, self)?;
+        if checked.codes() != record.codes.as_slice() {
+            let at = checked
+                .codes()
+                .iter()
+                .zip(&record.codes)
+                .position(|(a, b)| a != b);
+            return Err(reject(match at {
+                Some(i) => format!(
+                    "tx {i}: the block says {}, validation here gives {}",
+                    record.codes.get(i).map_or("none", |c| c.as_str()),
+                    checked.codes().get(i).map_or("none", |c| c.as_str()),
+                ),
+                None => format!(
+                    "{} codes for {} transactions",
+                    record.codes.len(),
+                    checked.len()
+                ),
+            }));
+        }
+        self.write_block(record.clone(), checked, started)
+    }
+
+    /// Decodes a batch and checks its proposer; the reason for skipping otherwise.
+    fn check_entry(&self, batch: &SignedBatch) -> Result<Batch, SkipReason> {
+        let b = batch
+            .decode_batch()
+            .map_err(|e| SkipReason::Undecodable(e.to_string()))?;
+        let node = self
+            .genesis
+            .node(&b.proposer.org, &b.proposer.name)
+            .ok_or_else(|| SkipReason::UnknownProposer(b.proposer.clone()))?;
+        if !node.consenter {
+            return Err(SkipReason::NotConsenter(b.proposer.clone()));
+        }
+        batch
+            .verify(&node.public_key)
+            .map_err(|_| SkipReason::BadProposerSignature(b.proposer.clone()))?;
+        if b.txs.len() > self.genesis.block.max_tx as usize {
+            return Err(SkipReason::TooManyTxs {
+                count: b.txs.len(),
+                max: self.genesis.block.max_tx,
+            });
+        }
+        Ok(b)
+    }
+
+    /// Writes a validated block, its valid writes, index entries, tip and applied index in one
+    /// transaction, flushes, then moves the in-memory head. Caller holds the commit lock.
+    fn write_block(
+        &self,
+        record: BlockRecord,
+        checked: MvccChecked,
+        started: Instant,
+    ) -> Result<CommittedBlock, LedgerError> {
+        let header = record.block.header.clone();
+        let number = header.number;
+        // Assert before writing: the block follows the tip, one code per transaction.
+        {
+            let head = self.read_head();
+            if Some(number) != head.tip.number.checked_add(1) || record.codes.len() != checked.len()
+            {
+                return Err(LedgerError::Corrupt(format!(
+                    "refusing to write block {number} after tip {} with {} codes for {} txs",
+                    head.tip.number,
+                    record.codes.len(),
+                    checked.len()
+                )));
+            }
+        }
+        let key = codec::encode_u64(number);
+        let record_bytes = record.to_bytes()?;
+        let writes = checked.state_writes();
+        let index: Vec<([u8; 32], [u8; codec::TX_LOCATION_LEN])> = checked
+            .index_entries()
+            .into_iter()
+            .map(|(id, loc)| (id.0, loc.to_bytes()))
+            .collect();
+        let tip = codec::encode_header(&header);
+        let applied = codec::encode_u64(record.raft_index);
+
+        (&self.blocks, &self.state, &self.txindex, &self.meta)
+            .transaction(|(blocks, state, txindex, meta)| {
+                blocks.insert(&key[..], record_bytes.as_slice())?;
+                for (k, v) in &writes {
+                    match v {
+                        Some(v) => state.insert(*k, v.as_slice())?,
+                        None => state.remove(*k)?,
+                    };
+                }
+                for (id, loc) in &index {
+                    txindex.insert(&id[..], &loc[..])?;
+                }
+                meta.insert(META_TIP, &tip[..])?;
+                meta.insert(META_APPLIED_RAFT_INDEX, &applied[..])?;
+                Ok::<(), ConflictableTransactionError<std::convert::Infallible>>(())
+            })
+            .map_err(tx_error)?;
+        self.db.flush()?;
+        drop(writes);
+
+        let hash = header.hash();
+        let raft_index = record.raft_index;
+        {
+            let mut head = self.write_head();
+            head.tip = header.clone();
+            head.applied_raft_index = raft_index;
+        }
+        let txs = checked.into_outcomes();
+        let valid = txs.iter().filter(|t| t.code.is_valid()).count();
+        for t in txs.iter().filter(|t| !t.code.is_valid()) {
+            debug!(target: TARGET, block = number, position = t.position, code = %t.code,
+                   "transaction invalid");
+        }
+        info!(target: TARGET, block = number, txs = txs.len(), valid, raft_index,
+              elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+              "committed block");
+        Ok(CommittedBlock {
+            number,
+            hash,
+            raft_index,
+            timestamp_ms: header.timestamp_ms,
+            txs,
+        })
+    }
+
+    /// Records the applied Raft index alone (an entry without a block). Caller holds the
+    /// commit lock.
+    fn write_applied(&self, raft_index: u64) -> Result<(), LedgerError> {
+        self.meta
+            .insert(META_APPLIED_RAFT_INDEX, &codec::encode_u64(raft_index)[..])?;
+        self.meta.flush()?;
+        Ok(())
+    }
+
+    fn read_head(&self) -> std::sync::RwLockReadGuard<'_, Head> {
+        // A panic while holding the lock cannot leave `Head` half-updated (plain assignments
+        // after the disk write), so a poisoned lock is still good data.
+        self.head.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write_head(&self) -> std::sync::RwLockWriteGuard<'_, Head> {
+        self.head.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn lock_committer(&self) -> MutexGuard<'_, Validator> {
+        self.committer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl StateReader for Ledger {
+    fn get_state(&self, key: &[u8]) -> Result<Option<(Version, Vec<u8>)>, LedgerError> {
+        Ledger::get_state(self, key)
+    }
+
+    fn version(&self, key: &[u8]) -> Result<Option<Version>, LedgerError> {
+        match self.state.get(key)? {
+            None => Ok(None),
+            Some(raw) => Ok(Some(codec::decode_state_version(&raw)?)),
+        }
+    }
+
+    fn range_state(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<Vec<StateEntry>, LedgerError> {
+        Ledger::range_state(self, start, end, limit)
+    }
+}
+
+impl TxIndexReader for Ledger {
+    fn tx_location(&self, tx_id: &Hash32) -> Result<Option<TxLocation>, LedgerError> {
+        Ledger::tx_location(self, tx_id)
+    }
+
+    fn contains_tx(&self, tx_id: &Hash32) -> Result<bool, LedgerError> {
+        Ok(self.txindex.contains_key(tx_id.as_bytes())?)
+    }
+}
+
+/// Writes block 0 and the metadata of a new ledger.
+fn init(
+    db: &sled::Db,
+    blocks: &sled::Tree,
+    meta: &sled::Tree,
+    genesis: &Block,
+    network_id: Hash32,
+) -> Result<(), LedgerError> {
+    let record = BlockRecord {
+        block: genesis.clone(),
+        codes: Vec::new(),
+        raft_index: 0,
+    }
+    .to_bytes()?;
+    let tip = codec::encode_header(&genesis.header);
+    (blocks, meta)
+        .transaction(|(blocks, meta)| {
+            blocks.insert(&codec::encode_u64(0)[..], record.as_slice())?;
+            meta.insert(META_SCHEMA, &SCHEMA_VERSION.to_be_bytes()[..])?;
+            meta.insert(META_GENESIS_HASH, &network_id.0[..])?;
+            meta.insert(META_TIP, &tip[..])?;
+            meta.insert(META_APPLIED_RAFT_INDEX, &codec::encode_u64(0)[..])?;
+            Ok::<(), ConflictableTransactionError<std::convert::Infallible>>(())
+        })
+        .map_err(tx_error)?;
+    db.flush()?;
+    Ok(())
+}
+
+/// Reads tip and applied index from `meta` and checks them against the blocks tree: the last
+/// block stored must be the tip (they are written in one transaction).
+fn load_head(blocks: &sled::Tree, meta: &sled::Tree) -> Result<Head, LedgerError> {
+    let head = read_meta_head(meta)?;
+    let (tip, applied_raft_index) = (&head.tip, head.applied_raft_index);
+    let (last_key, last_raw) = blocks
+        .last()?
+        .ok_or_else(|| LedgerError::Corrupt("no blocks stored".into()))?;
+    let last = codec::decode_u64("block key", &last_key)?;
+    let record = BlockRecord::from_bytes(&last_raw)
+        .map_err(|e| LedgerError::Corrupt(format!("block {last} does not decode: {e}")))?;
+    if last != tip.number || record.block.header != *tip {
+        return Err(LedgerError::Corrupt(format!(
+            "the recorded tip is block {} but the last block stored is {last}",
+            tip.number
+        )));
+    }
+    if record.raft_index > applied_raft_index {
+        return Err(LedgerError::Corrupt(format!(
+            "block {last} came from raft index {} but the applied index is {applied_raft_index}",
+            record.raft_index
+        )));
+    }
+    Ok(head)
+}
+
+/// Tip and applied index as recorded in `meta`.
+fn read_meta_head(meta: &sled::Tree) -> Result<Head, LedgerError> {
+    let tip_raw = meta
+        .get(META_TIP)?
+        .ok_or_else(|| LedgerError::Corrupt("no tip recorded".into()))?;
+    let tip = codec::decode_header(&tip_raw)?;
+    let applied_raw = meta
+        .get(META_APPLIED_RAFT_INDEX)?
+        .ok_or_else(|| LedgerError::Corrupt("no applied raft index recorded".into()))?;
+    let applied_raft_index = codec::decode_u64("applied raft index", &applied_raw)?;
+    Ok(Head {
+        tip,
+        applied_raft_index,
+    })
+}
+
+fn tx_error(e: TransactionError<std::convert::Infallible>) -> LedgerError {
+    match e {
+        TransactionError::Abort(never) => match never {},
+        TransactionError::Storage(e) => LedgerError::Storage(e),
+    }
+}

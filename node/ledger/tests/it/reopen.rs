@@ -1,0 +1,146 @@
+//! Opening: other genesis refused; reopening after drops; garbage on disk gives errors.
+
+use proptest::prelude::*;
+use sphr_ledger::test_utils::TestNetwork;
+use sphr_ledger::{Ledger, LedgerError, TxIndexReader};
+use sphr_types::{ValidationCode, Version, namespaced_key};
+
+use crate::{commit, open, tx_id};
+
+#[test]
+fn another_genesis_is_refused_with_both_ids_and_the_path() {
+    let net = TestNetwork::new(2, "ANY");
+    let other = TestNetwork::new(3, "ANY");
+    let dir = tempfile::tempdir().unwrap();
+    drop(net.open_ledger(dir.path()));
+    let err = Ledger::open(dir.path(), &other.genesis_block).unwrap_err();
+    assert!(matches!(err, LedgerError::WrongGenesis { .. }));
+    let msg = err.to_string();
+    assert!(msg.contains(&net.network_id().to_hex()), "{msg}");
+    assert!(msg.contains(&other.network_id().to_hex()), "{msg}");
+    assert!(msg.contains(&dir.path().display().to_string()), "{msg}");
+    // The right genesis still opens.
+    assert_eq!(net.open_ledger(dir.path()).height(), 0);
+}
+
+#[test]
+fn a_block_0_that_is_not_genesis_is_refused() {
+    let net = TestNetwork::new(1, "ANY");
+    let dir = tempfile::tempdir().unwrap();
+    let mut bad = net.genesis_block.clone();
+    bad.header.number = 1;
+    assert!(matches!(
+        Ledger::open(dir.path(), &bad),
+        Err(LedgerError::Genesis(_))
+    ));
+}
+
+#[test]
+fn drop_without_close_then_reopen_is_consistent() {
+    let net = TestNetwork::new(4, "ALL");
+    let dir = tempfile::tempdir().unwrap();
+    let alice = net.user(2, "alice");
+    let mut ids = Vec::new();
+    for round in 0..3u8 {
+        let ledger = net.open_ledger(dir.path());
+        for i in 0..4u8 {
+            let txs: Vec<_> = (0..5u8)
+                .map(|j| net.kv_put(&alice, &[round, i, j], &[round]))
+                .collect();
+            ids.extend(txs.iter().map(tx_id));
+            commit(&net, &ledger, &txs);
+        }
+        // No close, no explicit flush: the ledger flushed after each commit.
+        drop(ledger);
+    }
+    let ledger = net.open_ledger(dir.path());
+    assert_eq!(ledger.height(), 12);
+    assert_eq!(ledger.applied_raft_index(), 12);
+    let mut prev = ledger.block(0).unwrap().unwrap().block.header;
+    for n in 1..=12 {
+        let rec = ledger.block(n).unwrap().unwrap();
+        assert!(rec.block.check_link(&prev).is_ok());
+        assert_eq!(rec.codes, vec![ValidationCode::Valid; 5]);
+        prev = rec.block.header;
+    }
+    assert_eq!(prev, ledger.tip());
+    for (n, id) in ids.iter().enumerate() {
+        let loc = ledger.tx_location(id).unwrap().unwrap();
+        assert_eq!(loc.block, n as u64 / 5 + 1);
+        assert_eq!(loc.position, n as u32 % 5);
+    }
+    assert_eq!(
+        ledger.get_state(&namespaced_key("kv", &[2, 3, 4])).unwrap(),
+        Some((Version { block: 12, tx: 4 }, vec![2]))
+    );
+    let all = ledger.range_state(b"kv\0", b"kv\x01", 1000).unwrap();
+    assert_eq!(all.len(), 60);
+}
+
+#[test]
+fn disagreeing_trees_are_reported_as_corrupt() {
+    let net = TestNetwork::new(1, "ANY");
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (_d, _l) = open(&net); // an unrelated ledger does not interfere
+        let ledger = net.open_ledger(dir.path());
+        commit(&net, &ledger, &[net.kv_put(&net.user(0, "a"), b"k", b"v")]);
+        // Remove the last block behind the ledger's back.
+        ledger
+            .db()
+            .open_tree("blocks")
+            .unwrap()
+            .remove(1u64.to_be_bytes())
+            .unwrap();
+        ledger.db().flush().unwrap();
+    }
+    let err = Ledger::open(dir.path(), &net.genesis_block).unwrap_err();
+    assert!(matches!(err, LedgerError::Corrupt(_)), "{err}");
+    assert!(err.to_string().contains("tip"), "{err}");
+}
+
+#[test]
+fn garbage_tip_is_an_error() {
+    let net = TestNetwork::new(1, "ANY");
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let ledger = net.open_ledger(dir.path());
+        ledger
+            .db()
+            .open_tree("meta")
+            .unwrap()
+            .insert("tip", &b"short"[..])
+            .unwrap();
+        ledger.db().flush().unwrap();
+    }
+    assert!(matches!(
+        Ledger::open(dir.path(), &net.genesis_block),
+        Err(LedgerError::Corrupt(_))
+    ));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Whatever bytes sit in the state, index or block trees, reads give a value or an
+    /// error, never a panic.
+    #[test]
+    fn garbage_on_disk_gives_errors_not_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+        thread_local! {
+            static LEDGER: (tempfile::TempDir, Ledger) = open(&TestNetwork::new(1, "ANY"));
+        }
+        LEDGER.with(|(_d, ledger)| {
+            let db = ledger.db();
+            db.open_tree("state").unwrap().insert(b"kv\0g", bytes.as_slice()).unwrap();
+            let got = ledger.get_state(b"kv\0g");
+            prop_assert_eq!(got.is_err(), bytes.len() < 12);
+            let _ = ledger.range_state(b"kv\0", b"kv\x01", 10);
+            db.open_tree("txindex").unwrap().insert([7u8; 32], bytes.as_slice()).unwrap();
+            let _ = ledger.tx_location(&sphr_crypto::hash::Hash32([7; 32]));
+            let _ = ledger.contains_tx(&sphr_crypto::hash::Hash32([7; 32]));
+            db.open_tree("blocks").unwrap().insert(99u64.to_be_bytes(), bytes.as_slice()).unwrap();
+            prop_assert!(ledger.block(99).is_err());
+            Ok(())
+        })?;
+    }
+}

@@ -1,0 +1,225 @@
+//! Test harness: makes real networks with `sphr-node genesis` logic in a temp dir and starts
+//! real nodes (sled on disk, raft-rs, HTTPS on loopback), in-process or as processes.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sphr_crypto::hash::Hash32;
+use sphr_node::client::{Client, make_proposal};
+use sphr_node::config::NodeConfig;
+use sphr_node::genesis::{GenesisSpec, NetworkManifest, generate};
+use sphr_node::identity::Identity;
+use sphr_node::service::{RunningNode, start};
+use sphr_types::{Proposal, SignedProposal};
+use tempfile::TempDir;
+
+/// A network made on disk.
+pub struct TestNet {
+    pub dir: TempDir,
+    pub net: PathBuf,
+    pub manifest: NetworkManifest,
+}
+
+/// Options of a one-node test network.
+pub struct NetOpts {
+    /// Block cutting: most txs per block.
+    pub max_tx: u32,
+    /// Block cutting: batch timeout (ms).
+    pub batch_timeout_ms: u64,
+    /// The kv contract's policy.
+    pub policy: &'static str,
+    /// A second org without nodes (for policies that need it).
+    pub second_org: bool,
+}
+
+impl Default for NetOpts {
+    fn default() -> Self {
+        NetOpts {
+            max_tx: 100,
+            batch_timeout_ms: 10,
+            policy: "ANY",
+            second_org: false,
+        }
+    }
+}
+
+impl TestNet {
+    /// A network with one org (OrgA) and one consenter node (node0), users alice and bob.
+    pub fn new(o: NetOpts) -> TestNet {
+        let dir = tempfile::tempdir().unwrap();
+        let second = if o.second_org {
+            "\n[[orgs]]\nname = \"OrgB\"\n[[orgs.users]]\nname = \"carol\"\nrole = \"client\"\n"
+        } else {
+            ""
+        };
+        let spec = format!(
+            r#"
+network = "test"
+[block]
+max_tx = {max_tx}
+batch_timeout_ms = {bt}
+[raft]
+tick_ms = 20
+election_ticks = 10
+heartbeat_ticks = 2
+snapshot_interval = 50
+[[orgs]]
+name = "OrgA"
+[[orgs.nodes]]
+name = "node0"
+api_port = 17443
+p2p_port = 17000
+ops_port = 19443
+[[orgs.users]]
+name = "alice"
+role = "client"
+[[orgs.users]]
+name = "bob"
+role = "doctor"
+{second}
+[[contracts]]
+name = "kv"
+policy = "{policy}"
+"#,
+            max_tx = o.max_tx,
+            bt = o.batch_timeout_ms,
+            policy = o.policy,
+        );
+        let spec = GenesisSpec::from_toml_str(&spec, Path::new("test.toml")).unwrap();
+        let net = dir.path().join("network");
+        generate(&spec, &net, sphr_node::now_ms()).unwrap();
+        let manifest = NetworkManifest::load(&net.join("network.json")).unwrap();
+        TestNet { dir, net, manifest }
+    }
+
+    /// A node.toml for node0 with its data in `data_name`, API on an OS-chosen port.
+    pub fn config_text(&self, data_name: &str) -> String {
+        let n = &self.manifest.nodes[0];
+        format!(
+            "[node]\ngenesis = \"{g}\"\nidentity = \"{i}\"\ndata_dir = \"{d}\"\n\n[api]\nlisten = \"127.0.0.1:0\"\ntls_cert = \"{c}\"\ntls_key = \"{k}\"\ncommit_timeout_ms = 20000\n\n[log]\nfilter = \"warn\"\n",
+            g = self.net.join(&self.manifest.genesis_block).display(),
+            i = self.net.join(&n.identity).display(),
+            d = self.dir.path().join(data_name).display(),
+            c = self.net.join(&n.tls_cert).display(),
+            k = self.net.join(&n.tls_key).display(),
+        )
+    }
+
+    /// Writes node.toml and returns its path.
+    pub fn write_config(&self, data_name: &str) -> PathBuf {
+        let p = self.dir.path().join(format!("{data_name}.toml"));
+        std::fs::write(&p, self.config_text(data_name)).unwrap();
+        p
+    }
+
+    /// Starts node0 in this process.
+    pub async fn start(&self) -> RunningNode {
+        let cfg = NodeConfig::load(&self.write_config("data")).unwrap();
+        start(&cfg).await.unwrap()
+    }
+
+    /// A client of a node at `addr`, trusting the network's TLS CAs.
+    pub fn client(&self, addr: std::net::SocketAddr) -> Client {
+        let tls = sphr_node::tls::client_config(&self.net.join("tls-ca.pem")).unwrap();
+        Client::new(&format!("https://{addr}"), tls).unwrap()
+    }
+
+    /// A user's identity.
+    pub fn user(&self, name: &str) -> Identity {
+        let u = self.manifest.users.iter().find(|u| u.name == name).unwrap();
+        Identity::load(&self.net.join(&u.identity)).unwrap()
+    }
+
+    /// The network id.
+    pub fn network_id(&self) -> Hash32 {
+        Hash32::from_hex(&self.manifest.network_id).unwrap()
+    }
+
+    /// A signed proposal by `user`.
+    pub fn proposal(
+        &self,
+        user: &str,
+        function: &str,
+        args: &[&str],
+    ) -> (Proposal, SignedProposal) {
+        make_proposal(&self.user(user), self.network_id(), "kv", function, args).unwrap()
+    }
+}
+
+/// A node running as a child process.
+pub struct NodeProcess {
+    pub child: Child,
+    pub addr: std::net::SocketAddr,
+}
+
+impl NodeProcess {
+    /// Starts `sphr-node run --config <config>` and waits until it serves.
+    pub fn spawn(config: &Path) -> NodeProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sphr-node"))
+            .arg("run")
+            .arg("--config")
+            .arg(config)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Some(Ok(line)) = lines.next() {
+                if let Some(rest) = line.strip_prefix("sphr-node serving https://") {
+                    let addr = rest.split_whitespace().next().unwrap_or("").to_string();
+                    let _ = tx.send(addr);
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("node did not start serving within 60 s");
+        NodeProcess {
+            child,
+            addr: addr.parse().unwrap(),
+        }
+    }
+
+    /// SIGKILL, and reap.
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, and wait for the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        self.child.wait().unwrap()
+    }
+}
+
+/// Polls `f` until it returns `Some` or `timeout` passes.
+pub async fn wait_for<T, F, Fut>(timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "condition not met within {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
