@@ -126,7 +126,10 @@ mod tests {
     fn transfer_moves_and_refuses_overdraft() {
         let mut ctx = MemCtx::new(Role::Client);
         call(&mut ctx, "put", &["alice", "100"]).unwrap();
-        assert_eq!(call(&mut ctx, "transfer", &["alice", "bob", "30"]).unwrap(), b"70");
+        assert_eq!(
+            call(&mut ctx, "transfer", &["alice", "bob", "30"]).unwrap(),
+            b"70"
+        );
         assert_eq!(ctx.state.get(b"bob".as_slice()).unwrap(), b"30");
         assert!(matches!(
             call(&mut ctx, "transfer", &["alice", "bob", "71"]),
@@ -153,6 +156,9 @@ mod tests {
         ));
         call(&mut ctx, "put", &["k1", "v1"]).unwrap();
         call(&mut ctx, "put", &["k2", "v2"]).unwrap();
-        assert_eq!(call(&mut ctx, "range", &["k", "l"]).unwrap(), b"k1=v1\nk2=v2\n");
+        assert_eq!(
+            call(&mut ctx, "range", &["k", "l"]).unwrap(),
+            b"k1=v1\nk2=v2\n"
+        );
     }
 }

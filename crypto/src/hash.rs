@@ -93,8 +93,7 @@ pub(crate) mod fixed_bytes {
             write!(f, "a byte string of exactly {N} bytes")
         }
         fn visit_bytes<E: Error>(self, v: &[u8]) -> Result<Self::Value, E> {
-            v.try_into()
-                .map_err(|_| E::invalid_length(v.len(), &self))
+            v.try_into().map_err(|_| E::invalid_length(v.len(), &self))
         }
         fn visit_byte_buf<E: Error>(self, v: Vec<u8>) -> Result<Self::Value, E> {
             self.visit_bytes(&v)
@@ -110,7 +109,8 @@ impl Serialize for Hash32 {
 
 impl<'de> Deserialize<'de> for Hash32 {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_bytes(fixed_bytes::FixedVisitor::<32>).map(Hash32)
+        d.deserialize_bytes(fixed_bytes::FixedVisitor::<32>)
+            .map(Hash32)
     }
 }
 

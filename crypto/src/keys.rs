@@ -278,7 +278,10 @@ mod tests {
         let sk = SecretKey::generate().unwrap();
         let back = SecretKey::from_hex(&sk.to_hex()).unwrap();
         assert_eq!(back.public_key(), sk.public_key());
-        assert_eq!(PublicKey::from_hex(&sk.public_key().to_hex()).unwrap(), sk.public_key());
+        assert_eq!(
+            PublicKey::from_hex(&sk.public_key().to_hex()).unwrap(),
+            sk.public_key()
+        );
         assert!(PublicKey::from_hex("00").is_err());
     }
 }

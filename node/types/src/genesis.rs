@@ -173,7 +173,10 @@ impl GenesisConfig {
                 return inv(format!("nodes: {}@{} appears twice", n.name, n.org));
             }
             if !keys.insert(n.public_key) {
-                return inv(format!("nodes.{}.public_key: shared with another node", n.name));
+                return inv(format!(
+                    "nodes.{}.public_key: shared with another node",
+                    n.name
+                ));
             }
             n.public_key
                 .validate()
@@ -205,7 +208,9 @@ impl GenesisConfig {
             return inv("raft.tick_ms must be 1 to 10000".into());
         }
         if r.heartbeat_ticks == 0 || r.election_ticks <= r.heartbeat_ticks {
-            return inv("raft.election_ticks must be greater than raft.heartbeat_ticks >= 1".into());
+            return inv(
+                "raft.election_ticks must be greater than raft.heartbeat_ticks >= 1".into(),
+            );
         }
         if r.snapshot_interval < 10 {
             return inv("raft.snapshot_interval must be at least 10".into());
@@ -278,10 +283,14 @@ impl GenesisConfig {
             return Err(GenesisError::Invalid("not block 0".into()));
         }
         let BlockData::Genesis(bytes) = &block.data else {
-            return Err(GenesisError::Invalid("block 0 holds no genesis configuration".into()));
+            return Err(GenesisError::Invalid(
+                "block 0 holds no genesis configuration".into(),
+            ));
         };
         if block.header.data_hash != block.data.hash() {
-            return Err(GenesisError::Invalid("block 0 data hash does not match".into()));
+            return Err(GenesisError::Invalid(
+                "block 0 data hash does not match".into(),
+            ));
         }
         let cfg: GenesisConfig =
             decode(bytes, MAX_GENESIS_BYTES).map_err(|e| GenesisError::Encoding(e.to_string()))?;
@@ -344,10 +353,20 @@ mod tests {
         assert!(g.validate().unwrap_err().to_string().contains("max_tx"));
         let mut g = sample();
         g.contracts[0].policy = "AND(A, Z)".parse().unwrap();
-        assert!(g.validate().unwrap_err().to_string().contains("contracts.kv.policy"));
+        assert!(
+            g.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("contracts.kv.policy")
+        );
         let mut g = sample();
         g.nodes[0].org = "Z".into();
-        assert!(g.validate().unwrap_err().to_string().contains("nodes.n0.org"));
+        assert!(
+            g.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("nodes.n0.org")
+        );
         let mut g = sample();
         g.nodes[0].consenter = false;
         assert!(g.validate().is_err());

@@ -24,8 +24,8 @@ pub use genesis::{
 };
 pub use policy::{Policy, PolicyError};
 pub use tx::{
-    Endorsement, Event, Proposal, ProposalHeader, ProposalResponse, Read, ResponsePayload, RwSet, SignedProposal,
-    Transaction, TxError, Version, Write,
+    Endorsement, Event, Proposal, ProposalHeader, ProposalResponse, Read, ResponsePayload, RwSet,
+    SignedProposal, Transaction, TxError, Version, Write,
 };
 
 use serde::Serialize;
@@ -84,6 +84,9 @@ mod tests {
         assert_eq!(strip_namespace("kv2", &a), None);
         // Contract names never hold NUL (genesis allows A-Z a-z 0-9 - _ . only), so the first
         // NUL always ends the namespace.
-        assert_eq!(strip_namespace("kv", &namespaced_key("kv", b"\0x")), Some(b"\0x".as_slice()));
+        assert_eq!(
+            strip_namespace("kv", &namespaced_key("kv", b"\0x")),
+            Some(b"\0x".as_slice())
+        );
     }
 }

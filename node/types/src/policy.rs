@@ -162,7 +162,9 @@ impl FromStr for Policy {
                 }
                 Ok(Policy::OutOf(n, orgs.to_vec()))
             }
-            _ => Err(err("unknown policy; expected ALL, MAJORITY, ANY, AND or OUTOF")),
+            _ => Err(err(
+                "unknown policy; expected ALL, MAJORITY, ANY, AND or OUTOF",
+            )),
         }
     }
 }
@@ -193,7 +195,15 @@ mod tests {
         for s in ["ALL", "MAJORITY", "ANY", "AND(A, B)", "OUTOF(2, A, B, C)"] {
             assert_eq!(s.parse::<Policy>().unwrap().to_string(), s);
         }
-        for bad in ["", "SOME", "AND(A,", "OUTOF(0, A)", "OUTOF(3, A, B)", "OUTOF(x, A)", "AND(A,,B)"] {
+        for bad in [
+            "",
+            "SOME",
+            "AND(A,",
+            "OUTOF(0, A)",
+            "OUTOF(3, A, B)",
+            "OUTOF(x, A)",
+            "AND(A,,B)",
+        ] {
             assert!(bad.parse::<Policy>().is_err(), "{bad}");
         }
     }
@@ -224,6 +234,12 @@ mod tests {
             let ask = p.orgs_to_ask(&o, "B");
             assert!(p.is_satisfied(&o, ask.iter().map(String::as_str)), "{p}");
         }
-        assert!("AND(A, Z)".parse::<Policy>().unwrap().check_orgs(&o).is_err());
+        assert!(
+            "AND(A, Z)"
+                .parse::<Policy>()
+                .unwrap()
+                .check_orgs(&o)
+                .is_err()
+        );
     }
 }

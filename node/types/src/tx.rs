@@ -21,8 +21,8 @@ use sphr_crypto::hash::{Hash32, sha256, sha256_parts};
 use sphr_crypto::keys::{SecretKey, Signature};
 
 use crate::{
-    MAX_ARGS, MAX_ENDORSEMENTS, MAX_NAME_LEN, MAX_PROPOSAL_BYTES, MAX_RESPONSE_BYTES,
-    MAX_TX_BYTES, decode, encode,
+    MAX_ARGS, MAX_ENDORSEMENTS, MAX_NAME_LEN, MAX_PROPOSAL_BYTES, MAX_RESPONSE_BYTES, MAX_TX_BYTES,
+    decode, encode,
 };
 
 /// Why a proposal or transaction is malformed.
