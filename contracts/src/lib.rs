@@ -32,6 +32,9 @@ pub const MAX_RANGE_LEN: usize = 1000;
 /// Most events one transaction may emit.
 pub const MAX_EVENTS: usize = 16;
 
+/// Key-value pairs returned by a range read.
+pub type KvPairs = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Who is calling, from the creator's verified certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
@@ -96,12 +99,7 @@ pub trait Ctx {
     /// Deletes `key`.
     fn delete(&mut self, key: &[u8]) -> Result<(), ContractError>;
     /// Keys in `[start, end)` in key order, at most `limit` (capped at [`MAX_RANGE_LEN`]).
-    fn range(
-        &mut self,
-        start: &[u8],
-        end: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ContractError>;
+    fn range(&mut self, start: &[u8], end: &[u8], limit: usize) -> Result<KvPairs, ContractError>;
     /// The transaction's creator.
     fn caller(&self) -> &Caller;
     /// The transaction id.
@@ -241,7 +239,7 @@ pub(crate) mod test_ctx {
             start: &[u8],
             end: &[u8],
             limit: usize,
-        ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ContractError> {
+        ) -> Result<KvPairs, ContractError> {
             Ok(self
                 .state
                 .range(start.to_vec()..end.to_vec())

@@ -53,7 +53,7 @@ pub trait StateSource: Send + Sync {
         start: &[u8],
         end: &[u8],
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Version, Vec<u8>)>, String>;
+    ) -> Result<Vec<sphr_ledger::StateEntry>, String>;
 }
 
 /// Why a proposal was not endorsed. Each variant maps to one HTTP status.
@@ -362,7 +362,7 @@ impl Ctx for Simulator<'_> {
         start: &[u8],
         end: &[u8],
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ContractError> {
+    ) -> Result<sphr_contracts::KvPairs, ContractError> {
         let limit = limit.min(MAX_RANGE_LEN);
         let (s, e) = (self.key(start)?, self.key(end)?);
         let committed = match self.state.range(&s, &e, limit) {
@@ -442,7 +442,7 @@ mod tests {
             start: &[u8],
             end: &[u8],
             limit: usize,
-        ) -> Result<Vec<(Vec<u8>, Version, Vec<u8>)>, String> {
+        ) -> Result<Vec<sphr_ledger::StateEntry>, String> {
             Ok(self
                 .0
                 .range(start.to_vec()..end.to_vec())

@@ -398,7 +398,7 @@ impl StateSource for LedgerStore {
         start: &[u8],
         end: &[u8],
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, sphr_types::Version, Vec<u8>)>, String> {
+    ) -> Result<Vec<sphr_ledger::StateEntry>, String> {
         self.0
             .range_state(start, end, limit)
             .map_err(|e| e.to_string())

@@ -1,6 +1,8 @@
 //! Bad input at the API: each gets a 4xx naming what was wrong, a counter moves, nothing
 //! changes, and the node keeps serving.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::{NetOpts, TestNet};

@@ -1,5 +1,7 @@
 //! Nothing acknowledged is lost: commits acknowledged by a node survive `kill -9`.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::time::Duration;

@@ -1,6 +1,8 @@
 //! The whole execute-order-validate pipeline on a real node: sled on disk, raft-rs, HTTPS on
 //! loopback, real keys and certificates.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::time::Duration;

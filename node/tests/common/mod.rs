@@ -1,7 +1,7 @@
 //! Test harness: makes real networks with `sphr-node genesis` logic in a temp dir and starts
 //! real nodes (sled on disk, raft-rs, HTTPS on loopback), in-process or as processes.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

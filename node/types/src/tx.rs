@@ -448,9 +448,8 @@ mod tests {
         let mut sp = p.sign(&k).unwrap();
         let last = sp.proposal.len() - 1;
         sp.proposal[last] ^= 1;
-        match sp.decode_proposal() {
-            Ok(p2) => assert!(sp.verify_signature(&p2).is_err()),
-            Err(_) => {}
+        if let Ok(p2) = sp.decode_proposal() {
+            assert!(sp.verify_signature(&p2).is_err());
         }
     }
 }
