@@ -375,13 +375,42 @@ async fn client_command(cmd: Command) -> Result<ExitCode> {
         Command::Block { client, number } => {
             let ctx = ClientCtx::new(&client)?;
             let b = ctx.client.block(number).await?;
-            println!("{}", serde_json::to_string_pretty(&b)?);
+            if client.json {
+                println!("{}", serde_json::to_string_pretty(&b)?);
+            } else {
+                println!(
+                    "block {} hash={} previous={} txs={} proposer={}",
+                    b.number,
+                    b.hash,
+                    b.previous_hash,
+                    b.txs.len(),
+                    b.proposer.as_deref().unwrap_or("-")
+                );
+                for t in &b.txs {
+                    println!(
+                        "  tx {} {}.{} creator_org={} endorsed_by={} {}",
+                        t.tx_id,
+                        t.contract,
+                        t.function,
+                        t.creator_org,
+                        t.endorsing_orgs.join(","),
+                        t.code
+                    );
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Tx { client, tx_id } => {
             let ctx = ClientCtx::new(&client)?;
             let t = ctx.client.tx_status(&tx_id).await?;
-            println!("{}", serde_json::to_string_pretty(&t)?);
+            if client.json {
+                println!("{}", serde_json::to_string_pretty(&t)?);
+            } else {
+                println!(
+                    "tx {} in block {} at position {}: {}",
+                    t.tx_id, t.block, t.position, t.code
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         _ => Err(anyhow!("not a client command")),
