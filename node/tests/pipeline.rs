@@ -238,3 +238,94 @@ async fn a_duplicate_tx_id_gets_duplicate_txid() {
     }
     node.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commit_events_are_streamed_to_subscribers() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let net = TestNet::new(NetOpts::default());
+    let node = net.start().await;
+    let client = net.client(node.api_addr());
+
+    // Subscribe over TLS and read the server-sent event stream as it comes.
+    let tls = sphr_node::tls::client_config(&net.net.join("tls-ca.pem")).unwrap();
+    let connector = tokio_rustls::TlsConnector::from(tls);
+    let tcp = tokio::net::TcpStream::connect(node.api_addr())
+        .await
+        .unwrap();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let mut stream = connector.connect(name, tcp).await.unwrap();
+    stream
+        .write_all(
+            b"GET /v1/events HTTP/1.1\r\nhost: localhost\r\naccept: text/event-stream\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    // Wait for the response head, so the subscription exists before the commit.
+    while !String::from_utf8_lossy(&seen).contains("\r\n\r\n") {
+        let mut buf = [0u8; 1024];
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "stream closed");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    assert!(String::from_utf8_lossy(&seen).contains("text/event-stream"));
+
+    let (_, sp) = net.proposal("alice", "transfer", &["from", "to", "0"]);
+    let r = client.submit(&sp, true).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = String::from_utf8_lossy(&seen).to_string();
+        if let Some(line) = text
+            .lines()
+            .find(|l| l.starts_with("data:") && l.contains(&r.tx_id))
+        {
+            let ev: serde_json::Value =
+                serde_json::from_str(line.trim_start_matches("data:").trim()).unwrap();
+            assert_eq!(ev["code"], "VALID");
+            assert_eq!(ev["block"], r.block.unwrap());
+            assert_eq!(ev["contract"], "kv");
+            assert_eq!(ev["events"], serde_json::json!(["transfer"]));
+            assert!(text.contains("event: commit"));
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no commit event: {text}"
+        );
+        let mut buf = [0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        seen.extend_from_slice(&buf[..n]);
+    }
+    drop(stream);
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_dir_of_another_network_is_refused_with_the_reason() {
+    let a = TestNet::new(NetOpts::default());
+    let b = TestNet::new(NetOpts::default());
+    let node = a.start().await;
+    let data_dir = a.dir.path().join("data");
+    node.shutdown().await;
+
+    // Network b's node pointed at network a's data dir.
+    let text = b.config_text("unused").replace(
+        &b.dir.path().join("unused").display().to_string(),
+        &data_dir.display().to_string(),
+    );
+    let path = b.dir.path().join("cross.toml");
+    std::fs::write(&path, text).unwrap();
+    let cfg = sphr_node::config::NodeConfig::load(&path).unwrap();
+    let err = match sphr_node::service::start(&cfg).await {
+        Ok(_) => panic!("a data dir of another network was opened"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains(&a.manifest.network_id), "{err}");
+    assert!(err.contains(&b.manifest.network_id), "{err}");
+}
