@@ -1,0 +1,165 @@
+//! The harness: deterministic keys, nodes on loopback with port 0, an echoing node, and
+//! waiting until a condition holds (never a fixed sleep).
+
+use std::future::Future;
+use std::time::Duration;
+
+use sphr_crypto::keys::SecretKey;
+use sphr_p2p::{Inbound, Kind, P2p, P2pConfig, P2pHandle, P2pLimits, PeerInfo, Topic};
+use tokio::sync::mpsc;
+
+/// The network id of the tests.
+pub const NET: [u8; 32] = [0x42; 32];
+
+/// Generous bound for anything that should happen "soon" on a loaded 2-core machine.
+pub const SOON: Duration = Duration::from_secs(30);
+
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+pub fn seed(i: u8) -> [u8; 32] {
+    [i.wrapping_add(1); 32]
+}
+
+pub fn key(i: u8) -> [u8; 32] {
+    SecretKey::from_bytes(&seed(i)).public_key().0
+}
+
+/// Small limits so that oversized frames are cheap to make; short redial backoff.
+pub fn limits() -> P2pLimits {
+    P2pLimits {
+        max_message_bytes: 64 << 10,
+        max_block_message_bytes: 256 << 10,
+        redial_max_ms: 1_000,
+        ..P2pLimits::default()
+    }
+}
+
+/// A config for node `i` that allows `members` (their addresses unknown: port 0).
+pub fn config(i: u8, members: &[u8], listen: &str, limits: P2pLimits) -> P2pConfig {
+    P2pConfig {
+        key_seed: zeroize::Zeroizing::new(seed(i)),
+        listen: listen.to_string(),
+        network_id: NET,
+        peers: members
+            .iter()
+            .map(|&m| PeerInfo {
+                name: format!("node{m}"),
+                public_key: key(m),
+                addr: "127.0.0.1:0".into(),
+            })
+            .collect(),
+        limits,
+    }
+}
+
+/// Starts `n` nodes (indices 0..n) on port 0, tells each the others' addresses, and waits
+/// until every node is connected to every other and subscribed on both topics.
+pub async fn start_net(n: u8, limits: P2pLimits) -> Vec<(P2pHandle, mpsc::Receiver<Inbound>)> {
+    let members: Vec<u8> = (0..n).collect();
+    let mut nodes = Vec::new();
+    for i in 0..n {
+        let started = P2p::start(config(i, &members, "127.0.0.1:0", limits.clone()))
+            .await
+            .expect("node starts");
+        nodes.push(started);
+    }
+    for i in 0..n as usize {
+        for j in 0..n as usize {
+            if i != j {
+                let addr = nodes[j].0.local_addr().to_string();
+                nodes[i].0.set_peer_addr(key(j as u8), &addr).await.unwrap();
+            }
+        }
+    }
+    let handles: Vec<P2pHandle> = nodes.iter().map(|(h, _)| h.clone()).collect();
+    let want = u64::from(n) - 1;
+    wait_until("full mesh with gossip subscriptions", || {
+        handles.iter().all(|h| {
+            let s = h.stats();
+            s.peers_connected == want && s.gossip_peers_blocks == want && s.gossip_peers_txs == want
+        })
+    })
+    .await;
+    nodes
+}
+
+/// Polls `cond` every 20 ms until it holds; panics after [`SOON`].
+pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + SOON;
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Awaits `fut`, panicking after [`SOON`]: "returns in bounded time".
+pub async fn bounded<T>(what: &str, fut: impl Future<Output = T>) -> T {
+    tokio::time::timeout(SOON, fut)
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not finish in {SOON:?}"))
+}
+
+/// What an echoing node saw (besides the requests it answered).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seen {
+    Request {
+        from: [u8; 32],
+        kind: Kind,
+        body: Vec<u8>,
+    },
+    Raft {
+        from: [u8; 32],
+        body: Vec<u8>,
+    },
+    Gossip {
+        from: [u8; 32],
+        topic: Topic,
+        body: Vec<u8>,
+    },
+}
+
+/// The answer of an echoing node: the kind's name, a colon, the body.
+pub fn echo(kind: Kind, body: &[u8]) -> Vec<u8> {
+    let mut out = format!("{kind}:").into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+/// Drains `inbound`, answering every request with [`echo`], and reports all it saw.
+pub fn spawn_echo(mut inbound: mpsc::Receiver<Inbound>) -> mpsc::Receiver<Seen> {
+    let (tx, rx) = mpsc::channel(1024);
+    tokio::spawn(async move {
+        while let Some(msg) = inbound.recv().await {
+            let seen = match msg {
+                Inbound::Request {
+                    from,
+                    kind,
+                    body,
+                    reply,
+                } => {
+                    let _ = reply.send(Ok(echo(kind, &body)));
+                    Seen::Request { from, kind, body }
+                }
+                Inbound::Raft { from, body } => Seen::Raft { from, body },
+                Inbound::Gossip { from, topic, body } => Seen::Gossip { from, topic, body },
+            };
+            let _ = tx.try_send(seen);
+        }
+    });
+    rx
+}
+
+/// The next thing an echoing node saw, within [`SOON`].
+pub async fn next_seen(rx: &mut mpsc::Receiver<Seen>) -> Seen {
+    bounded("next inbound message", rx.recv())
+        .await
+        .expect("echo task alive")
+}
