@@ -14,6 +14,7 @@
 //! byte-identical results, or the transaction fails its endorsement policy. Contracts never see
 //! sled, libp2p or HTTP.
 
+pub mod consent;
 pub mod kv;
 
 use std::collections::BTreeMap;
@@ -147,6 +148,7 @@ impl Registry {
     pub fn with_builtin() -> Self {
         let mut r = Self::new();
         r.register(Arc::new(kv::KvContract));
+        r.register(Arc::new(consent::ConsentContract));
         r
     }
 

@@ -784,7 +784,7 @@ mod tests {
     }
 
     fn answer_for(first: &str, head: &str, body: &[u8]) -> (u16, String) {
-        let status = r#"{"network_id":"00","node":"node0@DevOrg","height":3,"tip":"ab","leader":null,"is_leader":true,"term":2}"#;
+        let status = r#"{"network_id":"00","node":"node0@DevOrg","height":3,"tip":"ab","leader":null,"is_leader":true,"term":2,"peers":0}"#;
         if first.starts_with("GET /v1/status ") {
             assert!(head.to_ascii_lowercase().contains("host: "));
             return (200, status.into());

@@ -97,6 +97,16 @@ impl Default for OrdererSection {
     }
 }
 
+/// `[p2p]`: the peer-to-peer layer (libp2p over TCP, noise, yamux).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct P2pSection {
+    /// Listen address (`host:port`). Default: this node's `p2p_addr` in genesis.
+    pub listen: Option<String>,
+    /// Message sizes, queues and timeouts.
+    pub limits: sphr_p2p::P2pLimits,
+}
+
 /// `[log]`: logging.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -126,6 +136,8 @@ pub struct NodeConfig {
     pub api: ApiSection,
     /// `[orderer]`
     pub orderer: OrdererSection,
+    /// `[p2p]`
+    pub p2p: P2pSection,
     /// `[log]`
     pub log: LogSection,
 }
@@ -202,6 +214,16 @@ impl NodeConfig {
         }
         if self.orderer.queue_capacity == 0 || self.orderer.queue_capacity > 1_000_000 {
             return bad("orderer.queue_capacity", "must be 1 to 1000000".into());
+        }
+        if let Some(l) = &self.p2p.listen
+            && l.rsplit_once(':')
+                .and_then(|(_, p)| p.parse::<u16>().ok())
+                .is_none()
+        {
+            return bad("p2p.listen", format!("{l:?} is not a host:port address"));
+        }
+        if let Err(e) = self.p2p.limits.validate() {
+            return bad("p2p.limits", e.to_string());
         }
         if !matches!(self.log.format.as_str(), "human" | "json") {
             return bad(

@@ -21,6 +21,7 @@ use sphr_crypto::hash::Hash32;
 use sphr_orderer::{OrdererHandle, SubmitError};
 use sphr_types::{Policy, ProposalResponse, SignedProposal, Transaction, ValidationCode};
 use tokio::sync::{broadcast, oneshot};
+use tokio::task::JoinSet;
 
 use crate::api::model::CommitEvent;
 use crate::endorser::{EndorseError, Endorser, StateSource};
@@ -40,12 +41,16 @@ pub enum GatewayError {
     /// Too many submissions are waiting for their commit, or the ordering queue is full: 503.
     #[error("node is busy: {0}; retry later")]
     Busy(String),
-    /// The policy needs orgs this node cannot reach: 503.
-    #[error("endorsement policy {policy} needs orgs {missing:?}, which this node cannot reach")]
+    /// The policy needs orgs that did not endorse (unreachable, refused, timed out): 503.
+    #[error("endorsement policy {policy} is not met: {}", missing.join("; "))]
     PolicyUnreachable {
         policy: Policy,
         missing: Vec<String>,
     },
+    /// Another org's endorser computed a different result (its state differs, e.g. it is
+    /// behind): 409, retry.
+    #[error("the endorsement of {org} does not match this node's result ({why}); retry")]
+    EndorsementMismatch { org: String, why: String },
     /// The node is shutting down: 503.
     #[error("node is shutting down")]
     Stopped,
@@ -163,6 +168,19 @@ impl CommitNotifier {
     }
 }
 
+/// Where the gateway hands transactions to be ordered: the local orderer on a consenter, or a
+/// consenter over the network on other nodes.
+pub trait TxSink: Send + Sync {
+    /// Queues a transaction for ordering, without waiting.
+    fn submit(&self, tx: Vec<u8>) -> Result<(), SubmitError>;
+}
+
+impl TxSink for OrdererHandle {
+    fn submit(&self, tx: Vec<u8>) -> Result<(), SubmitError> {
+        OrdererHandle::submit(self, tx)
+    }
+}
+
 /// Looks up whether a tx id is committed.
 pub trait TxLookup: Send + Sync {
     /// The block of a committed tx id, if any.
@@ -174,22 +192,26 @@ pub struct Gateway {
     endorser: Arc<Endorser>,
     state: Arc<dyn StateSource>,
     lookup: Arc<dyn TxLookup>,
-    orderer: OrdererHandle,
+    orderer: Arc<dyn TxSink>,
     notifier: Arc<CommitNotifier>,
     local_org: String,
     commit_timeout: Duration,
+    peers: Option<crate::p2p::Peers>,
+    endorse_timeout: Duration,
 }
 
 impl Gateway {
     /// A gateway over the node's stages.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         endorser: Arc<Endorser>,
         state: Arc<dyn StateSource>,
         lookup: Arc<dyn TxLookup>,
-        orderer: OrdererHandle,
+        orderer: Arc<dyn TxSink>,
         notifier: Arc<CommitNotifier>,
         local_org: String,
         commit_timeout: Duration,
+        peers: Option<crate::p2p::Peers>,
     ) -> Self {
         Gateway {
             endorser,
@@ -199,6 +221,8 @@ impl Gateway {
             notifier,
             local_org,
             commit_timeout,
+            peers,
+            endorse_timeout: Duration::from_secs(10),
         }
     }
 
@@ -234,21 +258,22 @@ impl Gateway {
             .cloned()
             .ok_or_else(|| EndorseError::UnknownContract(proposal.contract.clone()))?;
         let orgs = genesis.org_names();
-        let missing: Vec<String> = policy
-            .orgs_to_ask(&orgs, &self.local_org)
-            .into_iter()
-            .filter(|o| *o != self.local_org)
-            .collect();
-        if !missing.is_empty() {
-            return Err(GatewayError::PolicyUnreachable { policy, missing });
-        }
         let endorsed = self
             .endorser
             .simulate_and_sign(self.state.as_ref(), &sp, proposal)?;
+        let endorsements = self
+            .collect_endorsements(
+                &policy,
+                &orgs,
+                &sp,
+                &endorsed.payload_bytes,
+                endorsed.endorsement,
+            )
+            .await?;
         let tx = Transaction {
             signed_proposal: sp,
             response: endorsed.payload_bytes,
-            endorsements: vec![endorsed.endorsement],
+            endorsements,
         };
         let bytes = tx
             .to_bytes()
@@ -258,6 +283,87 @@ impl Gateway {
             tx_id,
             response: endorsed.payload.response,
             committed,
+        })
+    }
+
+    /// This node's endorsement plus, when the policy needs them, endorsements of other orgs
+    /// asked in parallel; stops asking once the policy is met.
+    async fn collect_endorsements(
+        &self,
+        policy: &Policy,
+        orgs: &[String],
+        sp: &SignedProposal,
+        payload: &[u8],
+        local: sphr_types::Endorsement,
+    ) -> Result<Vec<sphr_types::Endorsement>, GatewayError> {
+        let mut endorsements = vec![local];
+        let mut have = vec![self.local_org.clone()];
+        if policy.is_satisfied(orgs, have.iter().map(String::as_str)) {
+            return Ok(endorsements);
+        }
+        let candidates: Vec<String> = match policy {
+            Policy::All | Policy::Majority | Policy::Any => orgs.to_vec(),
+            Policy::And(o) | Policy::OutOf(_, o) => o.clone(),
+        };
+        let remote: Vec<String> = candidates
+            .into_iter()
+            .filter(|o| *o != self.local_org)
+            .collect();
+        let Some(peers) = &self.peers else {
+            return Err(GatewayError::PolicyUnreachable {
+                policy: policy.clone(),
+                missing: remote
+                    .iter()
+                    .map(|o| format!("{o}: this node has no peer connections"))
+                    .collect(),
+            });
+        };
+        let mut asks = JoinSet::new();
+        for org in remote {
+            let peers = peers.clone();
+            let sp = sp.clone();
+            let timeout = self.endorse_timeout;
+            asks.spawn(async move {
+                let r = peers.endorse_at(&org, &sp, timeout).await;
+                (org, r)
+            });
+        }
+        let mut failures = Vec::new();
+        while let Some(joined) = asks.join_next().await {
+            let Ok((org, result)) = joined else { continue };
+            match result {
+                Ok(pr) => {
+                    if pr.response != payload {
+                        asks.abort_all();
+                        return Err(GatewayError::EndorsementMismatch {
+                            org,
+                            why: "different read set, write set or response".into(),
+                        });
+                    }
+                    let e = pr.endorsement;
+                    if e.endorser.body.org != org
+                        || e.endorser
+                            .body
+                            .public_key
+                            .verify(payload, &e.signature)
+                            .is_err()
+                    {
+                        failures.push(format!("{org}: answered with a bad endorsement"));
+                        continue;
+                    }
+                    endorsements.push(e);
+                    have.push(org);
+                    if policy.is_satisfied(orgs, have.iter().map(String::as_str)) {
+                        asks.abort_all();
+                        return Ok(endorsements);
+                    }
+                }
+                Err(e) => failures.push(e),
+            }
+        }
+        Err(GatewayError::PolicyUnreachable {
+            policy: policy.clone(),
+            missing: failures,
         })
     }
 

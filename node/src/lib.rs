@@ -22,7 +22,9 @@ pub mod gateway;
 pub mod genesis;
 pub mod identity;
 pub mod metrics;
+pub mod p2p;
 pub mod service;
+pub mod sync;
 pub mod tls;
 
 /// Unix time in milliseconds from the system clock (0 if the clock is before 1970).

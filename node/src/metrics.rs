@@ -18,6 +18,10 @@ pub struct Metrics {
     pub ledger_blocks_committed_total: IntCounter,
     /// Ledger height (number of the last block).
     pub ledger_height: IntGauge,
+    /// Peer messages the node dropped after the p2p layer let them through, by reason.
+    pub p2p_node_dropped_total: IntCounterVec,
+    /// The p2p layer's own counters, rendered with the registry.
+    pub p2p: std::sync::Arc<std::sync::OnceLock<sphr_p2p::P2pHandle>>,
 }
 
 impl Metrics {
@@ -48,6 +52,14 @@ impl Metrics {
         let ledger_blocks_committed_total =
             IntCounter::new("sphr_ledger_blocks_committed_total", "Blocks committed")?;
         let ledger_height = IntGauge::new("sphr_ledger_height", "Number of the last block")?;
+        let p2p_node_dropped_total = IntCounterVec::new(
+            Opts::new(
+                "sphr_p2p_node_dropped_total",
+                "Peer messages dropped by the node (malformed, wrong sender, busy), by reason",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(p2p_node_dropped_total.clone()))?;
         registry.register(Box::new(api_requests_total.clone()))?;
         registry.register(Box::new(api_rejections_total.clone()))?;
         registry.register(Box::new(ledger_txs_committed_total.clone()))?;
@@ -60,14 +72,36 @@ impl Metrics {
             ledger_txs_committed_total,
             ledger_blocks_committed_total,
             ledger_height,
+            p2p_node_dropped_total,
+            p2p: std::sync::Arc::new(std::sync::OnceLock::new()),
         })
     }
 
-    /// The registry in Prometheus text format.
+    /// The registry, and the p2p layer's counters, in Prometheus text format.
     pub fn render(&self) -> String {
         let encoder = prometheus::TextEncoder::new();
-        encoder
+        let mut out = encoder
             .encode_to_string(&self.registry.gather())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        if let Some(p2p) = self.p2p.get() {
+            let mut seen = std::collections::BTreeSet::new();
+            for s in p2p.stats().samples() {
+                if seen.insert(s.name) {
+                    let kind = if s.name.ends_with("_total") {
+                        "counter"
+                    } else {
+                        "gauge"
+                    };
+                    out.push_str(&format!("# TYPE {} {kind}\n", s.name));
+                }
+                match s.label {
+                    Some((k, v)) => {
+                        out.push_str(&format!("{}{{{k}=\"{v}\"}} {}\n", s.name, s.value))
+                    }
+                    None => out.push_str(&format!("{} {}\n", s.name, s.value)),
+                }
+            }
+        }
+        out
     }
 }

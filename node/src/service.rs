@@ -11,7 +11,7 @@
 //! ```
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum_server::tls_rustls::RustlsConfig;
@@ -21,8 +21,9 @@ use sphr_crypto::keys::SecretKey;
 use sphr_ledger::{CommitOutcome, Ledger};
 use sphr_orderer::{
     Applier, ApplyError, BatchSealer, OrdererConfig, OrdererHandle, RaftMessage, SledRaftStorage,
-    Transport,
+    SubmitError, Transport,
 };
+use sphr_p2p::{P2p, P2pConfig, PeerInfo};
 use sphr_types::{Batch, BlockRecord, GenesisConfig, NodeRef, SignedBatch, ValidationCode};
 use tracing::{info, warn};
 
@@ -30,9 +31,10 @@ use crate::api::model::NodeStatus;
 use crate::api::{self, ApiState, ChainView};
 use crate::config::NodeConfig;
 use crate::endorser::{Endorser, StateSource};
-use crate::gateway::{CommitNotifier, Gateway, TxLookup};
+use crate::gateway::{CommitNotifier, Gateway, TxLookup, TxSink};
 use crate::identity::Identity;
 use crate::metrics::Metrics;
+use crate::p2p::{BlockSource, Dispatch, PeerMsg, Peers};
 
 /// Why the node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +51,9 @@ pub enum ServiceError {
     /// The orderer could not start.
     #[error("orderer: {0}")]
     Orderer(String),
+    /// The peer-to-peer layer could not start.
+    #[error("p2p: {0}")]
+    P2p(String),
     /// TLS material could not be loaded.
     #[error("tls: {0}")]
     Tls(String),
@@ -65,7 +70,8 @@ pub struct RunningNode {
     api_addr: SocketAddr,
     server: axum_server::Handle<SocketAddr>,
     server_task: tokio::task::JoinHandle<()>,
-    orderer: OrdererHandle,
+    orderer: Option<OrdererHandle>,
+    peers: Option<Peers>,
     ledger: Arc<Ledger>,
     network_id: Hash32,
 }
@@ -86,14 +92,28 @@ impl RunningNode {
         &self.ledger
     }
 
+    /// The peer-to-peer address, when the network has peers.
+    pub fn p2p_addr(&self) -> Option<SocketAddr> {
+        self.peers.as_ref().map(|p| p.handle().local_addr())
+    }
+
+    /// The Raft status, on consenters.
+    pub fn raft_status(&self) -> Option<sphr_orderer::RaftStatus> {
+        self.orderer.as_ref().map(|o| o.status())
+    }
+
     /// Stops taking requests, lets requests in flight finish (up to 10 s), stops the orderer
     /// after the Ready in hand, and flushes the ledger.
     pub async fn shutdown(self) {
         info!(target: "sphr::service", "shutting down");
         self.server.graceful_shutdown(Some(Duration::from_secs(10)));
         let _ = self.server_task.await;
-        let orderer = self.orderer.clone();
-        let _ = tokio::task::spawn_blocking(move || orderer.shutdown()).await;
+        if let Some(orderer) = self.orderer.clone() {
+            let _ = tokio::task::spawn_blocking(move || orderer.shutdown()).await;
+        }
+        if let Some(peers) = &self.peers {
+            peers.handle().shutdown().await;
+        }
         if let Err(e) = self.ledger.db().flush() {
             warn!(target: "sphr::service", error = %e, "final flush failed");
         }
@@ -123,12 +143,6 @@ pub async fn start(cfg: &NodeConfig) -> Result<RunningNode, ServiceError> {
             identity.cert.name()
         )));
     }
-    if !me.consenter {
-        return Err(ServiceError::Orderer(format!(
-            "{} is not a consenter; non-consenter nodes need peer-to-peer block sync",
-            identity.cert.name()
-        )));
-    }
     let metrics = Metrics::new().map_err(|e| ServiceError::Metrics(e.to_string()))?;
     let ledger = {
         let dir = cfg.node.data_dir.clone();
@@ -146,16 +160,38 @@ pub async fn start(cfg: &NodeConfig) -> Result<RunningNode, ServiceError> {
     let genesis = Arc::new(genesis);
     let notifier = Arc::new(CommitNotifier::new(cfg.api.max_waiting, 4096));
 
-    let orderer = start_orderer(
-        cfg,
-        &genesis,
-        &me,
-        &identity.key,
-        ledger.clone(),
-        notifier.clone(),
-        metrics.clone(),
-    )?;
-
+    let peers = if genesis.nodes.len() > 1 {
+        Some(start_p2p(cfg, &genesis, &me, &identity, network_id, &metrics).await?)
+    } else {
+        None
+    };
+    let (peers, inbound) = match peers {
+        Some((p, rx)) => (Some(p), Some(rx)),
+        None => (None, None),
+    };
+    let orderer_cell: Arc<OnceLock<OrdererHandle>> = Arc::new(OnceLock::new());
+    let orderer = if me.consenter {
+        let o = start_orderer(
+            cfg,
+            &genesis,
+            &me,
+            &identity.key,
+            LedgerApplier {
+                ledger: ledger.clone(),
+                notifier: notifier.clone(),
+                metrics: metrics.clone(),
+                peers: peers.clone(),
+                rt: tokio::runtime::Handle::current(),
+                orderer: orderer_cell.clone(),
+                gossip_blocks: genesis.nodes.iter().any(|n| !n.consenter),
+            },
+            peers.as_ref(),
+        )?;
+        let _ = orderer_cell.set(o.clone());
+        Some(o)
+    } else {
+        None
+    };
     let endorser = Arc::new(Endorser::new(
         genesis.clone(),
         network_id,
@@ -163,18 +199,58 @@ pub async fn start(cfg: &NodeConfig) -> Result<RunningNode, ServiceError> {
         identity.clone(),
     ));
     let store: Arc<LedgerStore> = Arc::new(LedgerStore(ledger.clone()));
+    let sink: Arc<dyn TxSink> = match (&orderer, &peers) {
+        (Some(o), _) => Arc::new(o.clone()),
+        (None, Some(p)) => Arc::new(ForwardToConsenters {
+            peers: p.clone(),
+            genesis: genesis.clone(),
+        }),
+        (None, None) => {
+            return Err(ServiceError::Orderer(
+                "a network of one node needs that node to be a consenter".into(),
+            ));
+        }
+    };
+    if let (Some(p), Some(rx)) = (&peers, inbound) {
+        let gossip = if me.consenter {
+            None
+        } else {
+            let (tx, grx) = tokio::sync::mpsc::channel(256);
+            tokio::spawn(crate::sync::follow(
+                ledger.clone(),
+                p.clone(),
+                grx,
+                notifier.clone(),
+                metrics.clone(),
+            ));
+            Some(tx)
+        };
+        let dispatch = Arc::new(Dispatch {
+            genesis: genesis.clone(),
+            orderer: orderer.clone(),
+            endorser: endorser.clone(),
+            state: store.clone(),
+            blocks: store.clone(),
+            gossip_blocks: gossip,
+            metrics: metrics.clone(),
+            max_raft_bytes: cfg.p2p.limits.max_message_bytes,
+        });
+        tokio::spawn(dispatch.run(rx));
+    }
     let gateway = Arc::new(Gateway::new(
         endorser,
         store.clone(),
         store,
-        orderer.clone(),
+        sink,
         notifier,
         me.org.clone(),
         Duration::from_millis(cfg.api.commit_timeout_ms),
+        peers.clone(),
     ));
     let chain = Arc::new(Chain {
         ledger: ledger.clone(),
         orderer: orderer.clone(),
+        peers: peers.clone(),
         genesis: genesis.clone(),
         node: NodeRef {
             org: me.org.clone(),
@@ -216,9 +292,45 @@ pub async fn start(cfg: &NodeConfig) -> Result<RunningNode, ServiceError> {
         server,
         server_task,
         orderer,
+        peers,
         ledger,
         network_id,
     })
+}
+
+async fn start_p2p(
+    cfg: &NodeConfig,
+    genesis: &Arc<GenesisConfig>,
+    me: &sphr_types::NodeConfig,
+    identity: &Identity,
+    network_id: Hash32,
+    metrics: &Metrics,
+) -> Result<(Peers, tokio::sync::mpsc::Receiver<sphr_p2p::Inbound>), ServiceError> {
+    let p2p_cfg = P2pConfig {
+        key_seed: identity.key.to_bytes(),
+        listen: cfg
+            .p2p
+            .listen
+            .clone()
+            .unwrap_or_else(|| me.p2p_addr.clone()),
+        network_id: network_id.0,
+        peers: genesis
+            .nodes
+            .iter()
+            .map(|n| PeerInfo {
+                name: format!("{}@{}", n.name, n.org),
+                public_key: n.public_key.0,
+                addr: n.p2p_addr.clone(),
+            })
+            .collect(),
+        limits: cfg.p2p.limits.clone(),
+    };
+    let (handle, inbound) = P2p::start(p2p_cfg)
+        .await
+        .map_err(|e| ServiceError::P2p(e.to_string()))?;
+    let _ = metrics.p2p.set(handle.clone());
+    info!(target: "sphr::p2p", listen = %handle.local_addr(), "p2p listening");
+    Ok((Peers::new(handle, genesis.clone()), inbound))
 }
 
 fn start_orderer(
@@ -226,9 +338,8 @@ fn start_orderer(
     genesis: &GenesisConfig,
     me: &sphr_types::NodeConfig,
     key: &SecretKey,
-    ledger: Arc<Ledger>,
-    notifier: Arc<CommitNotifier>,
-    metrics: Metrics,
+    applier: LedgerApplier,
+    peers: Option<&Peers>,
 ) -> Result<OrdererHandle, ServiceError> {
     let g = genesis;
     let oc = OrdererConfig {
@@ -246,7 +357,7 @@ fn start_orderer(
         max_pending_txs: cfg.orderer.queue_capacity,
         ..OrdererConfig::default()
     };
-    let db = ledger.db();
+    let db = applier.ledger.db();
     let log = db
         .open_tree("raft_log")
         .map_err(|e| ServiceError::Orderer(e.to_string()))?;
@@ -262,13 +373,34 @@ fn start_orderer(
             name: me.name.clone(),
         },
     };
-    let applier = LedgerApplier {
-        ledger,
-        notifier,
-        metrics,
+    let result = match peers {
+        Some(p) => sphr_orderer::start(oc, storage, p.transport(), sealer, applier),
+        None => sphr_orderer::start(oc, storage, NoPeers, sealer, applier),
     };
-    sphr_orderer::start(oc, storage, NoPeers, sealer, applier)
-        .map_err(|e| ServiceError::Orderer(e.to_string()))
+    result.map_err(|e| ServiceError::Orderer(e.to_string()))
+}
+
+/// Sends transactions to a connected consenter (from a node that is not one); the consenter's
+/// orderer forwards them to the leader.
+struct ForwardToConsenters {
+    peers: Peers,
+    genesis: Arc<GenesisConfig>,
+}
+
+impl TxSink for ForwardToConsenters {
+    fn submit(&self, tx: Vec<u8>) -> Result<(), SubmitError> {
+        let msg = PeerMsg::Txs(vec![serde_bytes::ByteBuf::from(tx)]);
+        let body = sphr_types::encode(&msg).map_err(|_| SubmitError::Stopped)?;
+        let handle = self.peers.handle();
+        for n in self.genesis.consenters() {
+            if handle.is_connected(&n.public_key.0)
+                && handle.send_raft(n.public_key.0, body.clone()).is_ok()
+            {
+                return Ok(());
+            }
+        }
+        Err(SubmitError::Full)
+    }
 }
 
 /// Signs batches as this node.
@@ -313,6 +445,10 @@ struct LedgerApplier {
     ledger: Arc<Ledger>,
     notifier: Arc<CommitNotifier>,
     metrics: Metrics,
+    peers: Option<Peers>,
+    rt: tokio::runtime::Handle,
+    orderer: Arc<OnceLock<OrdererHandle>>,
+    gossip_blocks: bool,
 }
 
 impl Applier for LedgerApplier {
@@ -327,33 +463,8 @@ impl Applier for LedgerApplier {
             .map_err(|e| ApplyError::Storage(Box::new(e)))?;
         match &outcome {
             CommitOutcome::Committed(block) => {
-                // Only ids whose creator signature verified are told: a forged copy of a
-                // pending tx must not answer the real one's waiter.
-                let txs: Vec<(Hash32, u32, ValidationCode, String, Vec<String>)> = block
-                    .txs
-                    .iter()
-                    .filter(|t| t.id_verified)
-                    .filter_map(|t| {
-                        Some((
-                            t.tx_id?,
-                            t.position,
-                            t.code,
-                            t.contract.clone().unwrap_or_default(),
-                            t.events.iter().map(|e| e.name.clone()).collect(),
-                        ))
-                    })
-                    .collect();
-                for t in &block.txs {
-                    self.metrics
-                        .ledger_txs_committed_total
-                        .with_label_values(&[t.code.as_str()])
-                        .inc();
-                }
-                self.metrics.ledger_blocks_committed_total.inc();
-                self.metrics
-                    .ledger_height
-                    .set(i64::try_from(block.number).unwrap_or(i64::MAX));
-                self.notifier.notify(block.number, &txs);
+                crate::sync::announce(block, &self.notifier, &self.metrics);
+                self.gossip(block.number);
             }
             CommitOutcome::Skipped { raft_index, reason } => {
                 warn!(target: "sphr::ledger", raft_index, %reason, "raft entry skipped: no block");
@@ -372,17 +483,53 @@ impl Applier for LedgerApplier {
         let (height, hash): (u64, Hash32) = sphr_types::decode(data, 1024)
             .map_err(|e| ApplyError::Invalid(format!("snapshot data: {e}")))?;
         let tip = self.ledger.tip();
-        if tip.number == height && tip.hash() == hash {
-            return self
-                .ledger
-                .mark_applied(index)
-                .map(|_| ())
-                .map_err(|e| ApplyError::Storage(Box::new(e)));
+        if tip.number < height {
+            let Some(peers) = &self.peers else {
+                return Err(ApplyError::Invalid(format!(
+                    "snapshot covers blocks up to {height} but this node is at {} and has no peers",
+                    tip.number
+                )));
+            };
+            info!(target: "sphr::sync", from = tip.number, to = height, "behind a raft snapshot: fetching blocks from peers");
+            crate::sync::CatchUp {
+                rt: &self.rt,
+                ledger: &self.ledger,
+                peers,
+                notifier: &self.notifier,
+                metrics: &self.metrics,
+            }
+            .to(height, hash, index)
+            .map_err(ApplyError::Invalid)?;
+        } else if tip.number == height && tip.hash() != hash {
+            return Err(ApplyError::Invalid(format!(
+                "snapshot says block {height} is {hash}, this node has {}",
+                tip.hash()
+            )));
         }
-        Err(ApplyError::Invalid(format!(
-            "snapshot covers blocks up to {height} but this node is at {}; fetching blocks from peers needs the p2p layer",
-            tip.number
-        )))
+        self.ledger
+            .mark_applied(index)
+            .map(|_| ())
+            .map_err(|e| ApplyError::Storage(Box::new(e)))
+    }
+}
+
+impl LedgerApplier {
+    /// The leader gossips committed blocks when the network has nodes that are not consenters.
+    fn gossip(&self, number: u64) {
+        if !self.gossip_blocks {
+            return;
+        }
+        let (Some(peers), Some(orderer)) = (&self.peers, self.orderer.get()) else {
+            return;
+        };
+        if !orderer.status().is_leader {
+            return;
+        }
+        if let Ok(Some(rec)) = self.ledger.block(number) {
+            let peers = peers.clone();
+            self.rt
+                .spawn(async move { peers.publish_block(&rec).await });
+        }
     }
 }
 
@@ -417,7 +564,8 @@ impl TxLookup for LedgerStore {
 /// The chain as the API reads it.
 struct Chain {
     ledger: Arc<Ledger>,
-    orderer: OrdererHandle,
+    orderer: Option<OrdererHandle>,
+    peers: Option<Peers>,
     genesis: Arc<GenesisConfig>,
     node: NodeRef,
 }
@@ -436,7 +584,11 @@ impl ChainView for Chain {
 
     fn status(&self) -> NodeStatus {
         let tip = self.ledger.tip();
-        let raft = self.orderer.status();
+        let raft = self
+            .orderer
+            .as_ref()
+            .map(|o| o.status())
+            .unwrap_or_default();
         let leader = self
             .genesis
             .consenters()
@@ -450,22 +602,34 @@ impl ChainView for Chain {
             leader,
             is_leader: raft.is_leader,
             term: raft.term,
+            peers: self.peers.as_ref().map(|p| p.connected()).unwrap_or(0),
         }
     }
 
     fn health(&self) -> Result<(), String> {
-        let raft = self.orderer.status();
-        if !raft.healthy {
-            return Err(format!(
-                "raft: {}",
-                raft.fatal.unwrap_or_else(|| "stopped".into())
-            ));
-        }
-        if !raft.running {
-            return Err("raft: not running".into());
+        if let Some(o) = &self.orderer {
+            let raft = o.status();
+            if !raft.healthy {
+                return Err(format!(
+                    "raft: {}",
+                    raft.fatal.unwrap_or_else(|| "stopped".into())
+                ));
+            }
+            if !raft.running {
+                return Err("raft: not running".into());
+            }
         }
         self.ledger
             .check_health()
             .map_err(|e| format!("storage: {e}"))
+    }
+}
+
+impl BlockSource for LedgerStore {
+    fn height(&self) -> u64 {
+        self.0.height()
+    }
+    fn block(&self, number: u64) -> Result<Option<BlockRecord>, String> {
+        self.0.block(number).map_err(|e| e.to_string())
     }
 }

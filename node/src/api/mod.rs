@@ -136,6 +136,7 @@ impl From<GatewayError> for ApiError {
             GatewayError::PolicyUnreachable { .. } => {
                 (S::SERVICE_UNAVAILABLE, "policy_unreachable")
             }
+            GatewayError::EndorsementMismatch { .. } => (S::CONFLICT, "endorsement_mismatch"),
             GatewayError::Stopped => (S::SERVICE_UNAVAILABLE, "stopping"),
             GatewayError::Timeout(_) => (S::GATEWAY_TIMEOUT, "commit_timeout"),
             GatewayError::Ledger(_) => (S::SERVICE_UNAVAILABLE, "ledger_unavailable"),

@@ -119,4 +119,6 @@ pub struct NodeStatus {
     pub is_leader: bool,
     /// Raft term.
     pub term: u64,
+    /// Genesis peers connected over libp2p.
+    pub peers: usize,
 }

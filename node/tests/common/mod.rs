@@ -223,3 +223,101 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A free TCP port on 127.0.0.1 (bound, then released).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// A network of `orgs` orgs (Org1..OrgN), one consenter node each, with p2p on free loopback
+/// ports and one `client` user per org.
+pub struct MultiNet {
+    pub dir: TempDir,
+    pub net: PathBuf,
+    pub manifest: NetworkManifest,
+}
+
+impl MultiNet {
+    pub fn new(orgs: usize, policy: &str, max_tx: u32, snapshot_interval: u64) -> MultiNet {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spec = format!(
+            "network = \"multi\"\n[block]\nmax_tx = {max_tx}\nbatch_timeout_ms = 10\n\
+             [raft]\ntick_ms = 20\nelection_ticks = 10\nheartbeat_ticks = 2\nsnapshot_interval = {snapshot_interval}\n"
+        );
+        for i in 1..=orgs {
+            spec.push_str(&format!(
+                "[[orgs]]\nname = \"Org{i}\"\n[[orgs.nodes]]\nname = \"node\"\napi_port = {}\np2p_port = {}\nops_port = {}\n[[orgs.users]]\nname = \"user\"\nrole = \"client\"\n",
+                free_port(),
+                free_port(),
+                free_port()
+            ));
+        }
+        spec.push_str(&format!(
+            "[[contracts]]\nname = \"kv\"\npolicy = \"{policy}\"\n"
+        ));
+        let spec = GenesisSpec::from_toml_str(&spec, Path::new("multi.toml")).unwrap();
+        let net = dir.path().join("network");
+        generate(&spec, &net, sphr_node::now_ms()).unwrap();
+        let manifest = NetworkManifest::load(&net.join("network.json")).unwrap();
+        MultiNet { dir, net, manifest }
+    }
+
+    /// node.toml of node `i` (0-based), API on an OS-chosen port.
+    pub fn write_config(&self, i: usize) -> PathBuf {
+        let n = &self.manifest.nodes[i];
+        let text = format!(
+            "[node]\ngenesis = \"{g}\"\nidentity = \"{id}\"\ndata_dir = \"{d}\"\n\n[api]\nlisten = \"127.0.0.1:0\"\ntls_cert = \"{c}\"\ntls_key = \"{k}\"\ncommit_timeout_ms = 20000\n\n[log]\nfilter = \"warn\"\n",
+            g = self.net.join(&self.manifest.genesis_block).display(),
+            id = self.net.join(&n.identity).display(),
+            d = self.dir.path().join(format!("data{i}")).display(),
+            c = self.net.join(&n.tls_cert).display(),
+            k = self.net.join(&n.tls_key).display(),
+        );
+        let p = self.dir.path().join(format!("node{i}.toml"));
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// Starts node `i` in this process.
+    pub async fn start(&self, i: usize) -> RunningNode {
+        let cfg = NodeConfig::load(&self.write_config(i)).unwrap();
+        start(&cfg).await.unwrap()
+    }
+
+    pub fn client(&self, addr: std::net::SocketAddr) -> Client {
+        let tls = sphr_node::tls::client_config(&self.net.join("tls-ca.pem")).unwrap();
+        Client::new(&format!("https://{addr}"), tls).unwrap()
+    }
+
+    pub fn network_id(&self) -> Hash32 {
+        Hash32::from_hex(&self.manifest.network_id).unwrap()
+    }
+
+    /// The `user` of org `i` (0-based).
+    pub fn user(&self, i: usize) -> Identity {
+        let org = format!("Org{}", i + 1);
+        let u = self.manifest.users.iter().find(|u| u.org == org).unwrap();
+        Identity::load(&self.net.join(&u.identity)).unwrap()
+    }
+
+    pub fn proposal(&self, org: usize, function: &str, args: &[&str]) -> SignedProposal {
+        make_proposal(&self.user(org), self.network_id(), "kv", function, args)
+            .unwrap()
+            .1
+    }
+}
+
+/// Waits until every client reports the same height >= `min` and the same tip; returns it.
+pub async fn converge(clients: &[Client], min: u64, timeout: Duration) -> (u64, String) {
+    wait_for(timeout, || async {
+        let mut seen = Vec::new();
+        for c in clients {
+            let s = c.status().await.ok()?;
+            seen.push((s.height, s.tip));
+        }
+        let first = seen[0].clone();
+        (first.0 >= min && seen.iter().all(|s| *s == first)).then_some(first)
+    })
+    .await
+}

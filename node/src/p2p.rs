@@ -1,0 +1,417 @@
+//! The node's side of the peer-to-peer layer (sphr-p2p over libp2p): what each message kind
+//! means to the node, and the orderer's [`Transport`] over it.
+//!
+//! ```text
+//!   sphr-p2p Inbound ──> dispatcher task
+//!      Raft  { PeerMsg::Raft(raft-rs message) } ──sender is that Raft id?──> orderer.step
+//!            { PeerMsg::Txs(txs) }              ──(a follower forwards)───> orderer.submit_batch
+//!      Request Endorse  (SignedProposal)  ──> endorser (on committed state) ──> ProposalResponse
+//!      Request Blocks   (BlockRange)      ──> ledger: up to 256 blocks / 8 MiB ──> BlockRecords
+//!      Gossip  Blocks   (BlockRecord)     ──> sync (nodes that are not consenters)
+//!   orderer ──Transport::send / forward_txs──> P2pHandle::send_raft (never blocks)
+//! ```
+//!
+//! Every decode is size-limited; anything malformed, from the wrong sender or of the wrong kind
+//! is dropped and counted in `sphr_p2p_node_dropped_total{reason}`; nothing panics.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+use sphr_orderer::{OrdererHandle, RaftMessage, Transport};
+use sphr_p2p::{Inbound, Kind, P2pHandle, Topic};
+use sphr_types::{BlockRecord, GenesisConfig, MAX_BLOCK_BYTES, ProposalResponse, SignedProposal};
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use crate::endorser::{Endorser, StateSource};
+use crate::metrics::Metrics;
+
+/// Most blocks one range request returns.
+pub const MAX_BLOCKS_PER_REQUEST: u64 = 256;
+/// Most bytes of blocks one range answer carries.
+pub const MAX_BLOCKS_BYTES: usize = 8 * 1024 * 1024;
+
+/// What rides the Raft kind between consenters.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum PeerMsg {
+    /// A raft-rs message (protobuf, as `sphr_orderer::encode_message` writes it).
+    Raft(ByteBuf),
+    /// Transactions a follower forwards to the leader.
+    Txs(Vec<ByteBuf>),
+}
+
+/// A block range request: blocks `from..=to`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct BlockRange {
+    /// First block wanted.
+    pub from: u64,
+    /// Last block wanted (inclusive); the answer may stop earlier.
+    pub to: u64,
+}
+
+/// Block records, as a range answer carries them.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BlockBatch {
+    /// Encoded [`BlockRecord`]s, in order.
+    pub blocks: Vec<ByteBuf>,
+    /// The answering node's height.
+    pub height: u64,
+}
+
+/// The network as the node sees it: who is who, and the p2p handle.
+#[derive(Clone)]
+pub struct Peers {
+    handle: P2pHandle,
+    genesis: Arc<GenesisConfig>,
+    raft_keys: BTreeMap<u64, [u8; 32]>,
+    my_key: [u8; 32],
+}
+
+impl Peers {
+    /// Wraps a started p2p layer.
+    pub fn new(handle: P2pHandle, genesis: Arc<GenesisConfig>) -> Peers {
+        let raft_keys = genesis
+            .consenters()
+            .map(|n| (n.raft_id, n.public_key.0))
+            .collect();
+        let my_key = handle.local_key();
+        Peers {
+            handle,
+            genesis,
+            raft_keys,
+            my_key,
+        }
+    }
+
+    /// The p2p handle.
+    pub fn handle(&self) -> &P2pHandle {
+        &self.handle
+    }
+
+    /// How many genesis peers are connected.
+    pub fn connected(&self) -> usize {
+        self.handle.connected_peers().len()
+    }
+
+    /// The orderer's transport over this network.
+    pub fn transport(&self) -> P2pTransport {
+        P2pTransport {
+            handle: self.handle.clone(),
+            raft_keys: self.raft_keys.clone(),
+        }
+    }
+
+    /// The connected nodes of `org` (other than this node).
+    fn nodes_of(&self, org: &str) -> Vec<[u8; 32]> {
+        self.genesis
+            .nodes
+            .iter()
+            .filter(|n| n.org == org && n.public_key.0 != self.my_key)
+            .map(|n| n.public_key.0)
+            .filter(|k| self.handle.is_connected(k))
+            .collect()
+    }
+
+    /// Asks a node of `org` to endorse `sp`; tries each connected node of the org in turn.
+    pub async fn endorse_at(
+        &self,
+        org: &str,
+        sp: &SignedProposal,
+        timeout: Duration,
+    ) -> Result<ProposalResponse, String> {
+        let nodes = self.nodes_of(org);
+        if nodes.is_empty() {
+            return Err(format!("no node of {org} is connected"));
+        }
+        let body = sp.to_bytes().map_err(|e| e.to_string())?;
+        let mut last = String::new();
+        for key in nodes {
+            match self
+                .handle
+                .request(key, Kind::Endorse, body.clone(), timeout)
+                .await
+            {
+                Ok(bytes) => {
+                    return ProposalResponse::from_bytes(&bytes)
+                        .map_err(|e| format!("{org} answered an undecodable endorsement: {e}"));
+                }
+                Err(e) => last = e.to_string(),
+            }
+        }
+        Err(format!("{org}: {last}"))
+    }
+
+    /// Fetches blocks `from..=to` from any connected peer that has them; returns the decoded
+    /// records in order (possibly fewer than asked, never none unless every peer failed).
+    pub async fn fetch_blocks(&self, from: u64, to: u64) -> Result<Vec<BlockRecord>, String> {
+        let body = sphr_types::encode(&BlockRange { from, to }).map_err(|e| e.to_string())?;
+        let mut last = String::from("no peer is connected");
+        for key in self.handle.connected_peers() {
+            let answer = match self
+                .handle
+                .request(key, Kind::Blocks, body.clone(), Duration::from_secs(30))
+                .await
+            {
+                Ok(a) => a,
+                Err(e) => {
+                    last = e.to_string();
+                    continue;
+                }
+            };
+            let batch: BlockBatch = match sphr_types::decode(&answer, MAX_BLOCKS_BYTES + 64 * 1024)
+            {
+                Ok(b) => b,
+                Err(e) => {
+                    last = format!("undecodable block batch: {e}");
+                    continue;
+                }
+            };
+            let mut out = Vec::with_capacity(batch.blocks.len());
+            for raw in &batch.blocks {
+                match BlockRecord::from_bytes(raw) {
+                    Ok(r) => out.push(r),
+                    Err(e) => {
+                        last = format!("undecodable block: {e}");
+                        break;
+                    }
+                }
+            }
+            if out.first().map(|r| r.block.header.number) == Some(from) {
+                return Ok(out);
+            }
+            if !out.is_empty() {
+                last = "a peer answered blocks that do not start where asked".into();
+            }
+        }
+        Err(last)
+    }
+
+    /// Publishes a committed block for nodes that are not consenters.
+    pub async fn publish_block(&self, record: &BlockRecord) {
+        match record.to_bytes() {
+            Ok(bytes) => {
+                if let Err(e) = self.handle.publish(Topic::Blocks, bytes).await {
+                    debug!(target: "sphr::p2p", error = %e, "block not gossiped");
+                }
+            }
+            Err(e) => warn!(target: "sphr::p2p", error = %e, "cannot encode a block for gossip"),
+        }
+    }
+}
+
+/// The orderer's transport: Raft messages and forwarded transactions over libp2p.
+pub struct P2pTransport {
+    handle: P2pHandle,
+    raft_keys: BTreeMap<u64, [u8; 32]>,
+}
+
+impl P2pTransport {
+    fn send_msg(&self, to: u64, msg: &PeerMsg) {
+        let Some(key) = self.raft_keys.get(&to) else {
+            warn!(target: "sphr::p2p", raft_id = to, "no consenter with that Raft id");
+            return;
+        };
+        match sphr_types::encode(msg) {
+            Ok(body) => {
+                if let Err(e) = self.handle.send_raft(*key, body) {
+                    debug!(target: "sphr::p2p", raft_id = to, error = %e, "raft message dropped");
+                }
+            }
+            Err(e) => warn!(target: "sphr::p2p", error = %e, "cannot encode a raft message"),
+        }
+    }
+}
+
+impl Transport for P2pTransport {
+    fn send(&self, msgs: Vec<RaftMessage>) {
+        for m in msgs {
+            match sphr_orderer::encode_message(&m) {
+                Ok(bytes) => self.send_msg(m.to, &PeerMsg::Raft(ByteBuf::from(bytes))),
+                Err(e) => warn!(target: "sphr::p2p", error = %e, "cannot encode a raft message"),
+            }
+        }
+    }
+
+    fn forward_txs(&self, leader: u64, txs: Vec<Vec<u8>>) {
+        let txs = txs.into_iter().map(ByteBuf::from).collect();
+        self.send_msg(leader, &PeerMsg::Txs(txs));
+    }
+}
+
+/// What the dispatcher needs from the node.
+pub struct Dispatch {
+    /// The genesis configuration.
+    pub genesis: Arc<GenesisConfig>,
+    /// The orderer (consenters only).
+    pub orderer: Option<OrdererHandle>,
+    /// The endorser.
+    pub endorser: Arc<Endorser>,
+    /// Committed state.
+    pub state: Arc<dyn StateSource>,
+    /// Blocks by number.
+    pub blocks: Arc<dyn BlockSource>,
+    /// Gossiped blocks go here (nodes that are not consenters).
+    pub gossip_blocks: Option<mpsc::Sender<BlockRecord>>,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// The largest Raft message accepted.
+    pub max_raft_bytes: usize,
+}
+
+/// Reads blocks for range requests.
+pub trait BlockSource: Send + Sync {
+    /// The node's height.
+    fn height(&self) -> u64;
+    /// A stored block.
+    fn block(&self, number: u64) -> Result<Option<BlockRecord>, String>;
+}
+
+impl Dispatch {
+    fn drop_msg(&self, reason: &'static str) {
+        self.metrics
+            .p2p_node_dropped_total
+            .with_label_values(&[reason])
+            .inc();
+    }
+
+    fn raft_id_of(&self, key: &[u8; 32]) -> Option<u64> {
+        self.genesis
+            .consenters()
+            .find(|n| &n.public_key.0 == key)
+            .map(|n| n.raft_id)
+    }
+
+    /// Handles inbound messages until the p2p layer stops.
+    pub async fn run(self: Arc<Self>, mut inbound: mpsc::Receiver<Inbound>) {
+        while let Some(msg) = inbound.recv().await {
+            match msg {
+                Inbound::Raft { from, body } => self.on_raft(from, &body),
+                Inbound::Request {
+                    from: _,
+                    kind,
+                    body,
+                    reply,
+                } => {
+                    let me = self.clone();
+                    tokio::spawn(async move {
+                        let answer =
+                            tokio::task::spawn_blocking(move || me.on_request(kind, &body))
+                                .await
+                                .unwrap_or_else(|e| Err(format!("internal error: {e}")));
+                        let _ = reply.send(answer);
+                    });
+                }
+                Inbound::Gossip { topic, body, .. } => self.on_gossip(topic, &body).await,
+            }
+        }
+    }
+
+    fn on_raft(&self, from: [u8; 32], body: &[u8]) {
+        let msg: PeerMsg = match sphr_types::decode(body, self.max_raft_bytes + 1024) {
+            Ok(m) => m,
+            Err(_) => return self.drop_msg("undecodable_peer_msg"),
+        };
+        let Some(orderer) = &self.orderer else {
+            return self.drop_msg("not_a_consenter");
+        };
+        let Some(sender_id) = self.raft_id_of(&from) else {
+            return self.drop_msg("sender_not_a_consenter");
+        };
+        match msg {
+            PeerMsg::Raft(bytes) => {
+                let m = match sphr_orderer::decode_message(&bytes, self.max_raft_bytes) {
+                    Ok(m) => m,
+                    Err(_) => return self.drop_msg("undecodable_raft"),
+                };
+                if m.from != sender_id {
+                    return self.drop_msg("raft_sender_mismatch");
+                }
+                if orderer.step(m).is_err() {
+                    self.drop_msg("orderer_busy");
+                }
+            }
+            PeerMsg::Txs(txs) => {
+                let txs: Vec<Vec<u8>> = txs.into_iter().map(|t| t.into_vec()).collect();
+                if orderer.submit_batch(txs).is_err() {
+                    self.drop_msg("orderer_busy");
+                }
+            }
+        }
+    }
+
+    fn on_request(&self, kind: Kind, body: &[u8]) -> Result<Vec<u8>, String> {
+        match kind {
+            Kind::Endorse => {
+                let sp = SignedProposal::from_bytes(body).map_err(|e| {
+                    self.drop_msg("undecodable_proposal");
+                    e.to_string()
+                })?;
+                let e = self
+                    .endorser
+                    .endorse(self.state.as_ref(), &sp, crate::now_ms())
+                    .map_err(|e| e.to_string())?;
+                ProposalResponse {
+                    response: e.payload_bytes,
+                    endorsement: e.endorsement,
+                }
+                .to_bytes()
+                .map_err(|e| e.to_string())
+            }
+            Kind::Blocks => {
+                let range: BlockRange = sphr_types::decode(body, 1024).map_err(|e| {
+                    self.drop_msg("undecodable_block_range");
+                    e.to_string()
+                })?;
+                let height = self.blocks.height();
+                if range.from > range.to || range.from > height {
+                    self.drop_msg("absurd_block_range");
+                    return Err(format!(
+                        "no blocks {}..={} here: height is {height}",
+                        range.from, range.to
+                    ));
+                }
+                let to = range
+                    .to
+                    .min(height)
+                    .min(range.from.saturating_add(MAX_BLOCKS_PER_REQUEST - 1));
+                let mut blocks = Vec::new();
+                let mut bytes = 0usize;
+                for n in range.from..=to {
+                    let Some(rec) = self.blocks.block(n)? else {
+                        break;
+                    };
+                    let b = rec.to_bytes().map_err(|e| e.to_string())?;
+                    if !blocks.is_empty() && bytes + b.len() > MAX_BLOCKS_BYTES {
+                        break;
+                    }
+                    bytes += b.len();
+                    blocks.push(ByteBuf::from(b));
+                }
+                sphr_types::encode(&BlockBatch { blocks, height }).map_err(|e| e.to_string())
+            }
+            Kind::Raft => Err("raft messages are not requests".into()),
+        }
+    }
+
+    async fn on_gossip(&self, topic: Topic, body: &[u8]) {
+        match topic {
+            Topic::Blocks => {
+                let Some(tx) = &self.gossip_blocks else {
+                    return;
+                };
+                match BlockRecord::from_bytes(body) {
+                    Ok(rec) if body.len() <= MAX_BLOCK_BYTES => {
+                        if tx.try_send(rec).is_err() {
+                            self.drop_msg("sync_busy");
+                        }
+                    }
+                    _ => self.drop_msg("undecodable_block"),
+                }
+            }
+            Topic::Txs => self.drop_msg("unexpected_tx_gossip"),
+        }
+    }
+}

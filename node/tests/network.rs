@@ -1,0 +1,355 @@
+//! Many organisations: real nodes over real libp2p sockets on loopback, Raft across them,
+//! endorsement by every org, leader loss, long downtime and strangers.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use common::{MultiNet, NodeProcess, converge, wait_for};
+use sphr_node::client::Client;
+use tokio::sync::Mutex;
+
+async fn wait_connected(clients: &[Client], peers: usize) {
+    wait_for(Duration::from_secs(30), || async {
+        for c in clients {
+            let s = c.status().await.ok()?;
+            if s.peers < peers || s.leader.is_none() {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+}
+
+fn metric(text: &str, name_and_labels: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name_and_labels} ")))
+        .map(|v| v.trim().parse::<f64>().unwrap() as u64)
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn four_orgs_endorse_every_tx_and_all_tips_are_equal() {
+    let net = MultiNet::new(4, "ALL", 100, 500);
+    let mut nodes = Vec::new();
+    for i in 0..4 {
+        nodes.push(net.start(i).await);
+    }
+    let clients: Vec<Client> = nodes.iter().map(|n| net.client(n.api_addr())).collect();
+    wait_connected(&clients, 3).await;
+
+    // Submit through every node's gateway; each tx needs all four orgs' endorsements.
+    let mut ids = Vec::new();
+    for round in 0..5 {
+        for (i, c) in clients.iter().enumerate() {
+            let sp = net.proposal(i, "put", &[&format!("k{round}-{i}"), "v"]);
+            let r = c.submit(&sp, true).await.unwrap();
+            assert_eq!(r.code.as_deref(), Some("VALID"));
+            ids.push((r.tx_id, r.block.unwrap()));
+        }
+    }
+    let (height, _) = converge(&clients, ids.last().unwrap().1, Duration::from_secs(30)).await;
+    assert!(height >= 1);
+    for c in &clients {
+        for (id, block) in &ids {
+            let st = c.tx_status(id).await.unwrap();
+            assert_eq!((st.code.as_str(), st.block), ("VALID", *block));
+        }
+        let b = c.block(ids[0].1).await.unwrap();
+        let tx = b.txs.iter().find(|t| t.tx_id == ids[0].0).unwrap();
+        assert_eq!(tx.endorsing_orgs, vec!["Org1", "Org2", "Org3", "Org4"]);
+    }
+    // Every node answers queries from its own state.
+    for (i, c) in clients.iter().enumerate() {
+        let q = c.query(&net.proposal(i, "get", &["k4-3"])).await.unwrap();
+        assert_eq!(hex::decode(q.response_hex).unwrap(), b"v");
+    }
+    for n in nodes {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_the_leader_under_load_loses_nothing_and_it_catches_up() {
+    // A majority of orgs endorses, so txs go on with one node down.
+    let net = Arc::new(MultiNet::new(4, "MAJORITY", 50, 500));
+    let configs: Vec<_> = (0..4).map(|i| net.write_config(i)).collect();
+    let mut procs: Vec<Option<NodeProcess>> = configs
+        .iter()
+        .map(|c| Some(NodeProcess::spawn(c)))
+        .collect();
+    let clients: Vec<Client> = procs
+        .iter()
+        .map(|p| {
+            net.client(p.as_ref().unwrap().addr)
+                .with_timeout(Duration::from_secs(30))
+        })
+        .collect();
+    wait_connected(&clients, 3).await;
+    let status = clients[0].status().await.unwrap();
+    let leader_name = status.leader.unwrap();
+    let leader = net
+        .manifest
+        .nodes
+        .iter()
+        .position(|n| format!("{}@{}", n.name, n.org) == leader_name)
+        .unwrap();
+
+    // Load from the three other nodes' gateways, all the way through the kill.
+    let acked = Arc::new(Mutex::new(Vec::<(String, u64)>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut load = Vec::new();
+    for (i, c) in clients.iter().enumerate().filter(|(i, _)| *i != leader) {
+        for w in 0..2 {
+            let (c, net, acked, stop) = (c.clone(), net.clone(), acked.clone(), stop.clone());
+            load.push(tokio::spawn(async move {
+                let mut n = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    n += 1;
+                    let sp = net.proposal(i, "put", &[&format!("n{i}-w{w}-{n}"), "x"]);
+                    if let Ok(r) = c.submit(&sp, true).await
+                        && r.code.as_deref() == Some("VALID")
+                    {
+                        acked.lock().await.push((r.tx_id, r.block.unwrap()));
+                    }
+                }
+            }));
+        }
+    }
+    wait_for(Duration::from_secs(60), || async {
+        (acked.lock().await.len() >= 40).then_some(())
+    })
+    .await;
+    procs[leader].take().unwrap().kill9();
+    let at_kill = acked.lock().await.len();
+
+    // A new leader is elected and txs keep committing.
+    let survivors: Vec<Client> = clients
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != leader)
+        .map(|(_, c)| c.clone())
+        .collect();
+    wait_for(Duration::from_secs(60), || async {
+        let s = survivors[0].status().await.ok()?;
+        (s.leader.is_some() && s.leader.as_deref() != Some(leader_name.as_str())).then_some(())
+    })
+    .await;
+    wait_for(Duration::from_secs(60), || async {
+        (acked.lock().await.len() >= at_kill + 40).then_some(())
+    })
+    .await;
+
+    // The killed node restarts and catches up while load goes on.
+    let restarted = NodeProcess::spawn(&configs[leader]);
+    let mut all = survivors.clone();
+    all.insert(leader, net.client(restarted.addr));
+    procs[leader] = Some(restarted);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::SeqCst);
+    for t in load {
+        t.await.unwrap();
+    }
+    let acked = acked.lock().await.clone();
+    let max_block = acked.iter().map(|(_, b)| *b).max().unwrap();
+    converge(&all, max_block, Duration::from_secs(60)).await;
+    for c in &all {
+        for (id, block) in &acked {
+            let st = c.tx_status(id).await.unwrap();
+            assert_eq!((st.code.as_str(), st.block), ("VALID", *block), "{id}");
+        }
+    }
+    for p in procs.into_iter().flatten() {
+        assert!(p.terminate().success());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_down_for_over_a_thousand_blocks_catches_up_past_a_snapshot() {
+    // One tx per block; snapshots every 50 entries, so the log the node missed is compacted.
+    let net = Arc::new(MultiNet::new(3, "ANY", 1, 50));
+    let mut nodes = Vec::new();
+    for i in 0..3 {
+        nodes.push(Some(net.start(i).await));
+    }
+    let clients: Vec<Client> = nodes
+        .iter()
+        .map(|n| net.client(n.as_ref().unwrap().api_addr()))
+        .collect();
+    wait_connected(&clients, 2).await;
+    // Take down a node that is not the leader.
+    let leader_name = clients[0].status().await.unwrap().leader.unwrap();
+    let down = (0..3)
+        .find(|i| {
+            let n = &net.manifest.nodes[*i];
+            format!("{}@{}", n.name, n.org) != leader_name
+        })
+        .unwrap();
+    let up = (0..3).find(|i| *i != down).unwrap();
+    nodes[down].take().unwrap().shutdown().await;
+    let height_at_stop = clients[up].status().await.unwrap().height;
+
+    let mut tasks = Vec::new();
+    for w in 0..16 {
+        let (c, net) = (clients[up].clone(), net.clone());
+        tasks.push(tokio::spawn(async move {
+            for n in 0..66 {
+                let sp = net.proposal(up, "put", &[&format!("w{w}-{n}"), "v"]);
+                let r = c.submit(&sp, true).await.unwrap();
+                assert_eq!(r.code.as_deref(), Some("VALID"));
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let target = clients[up].status().await.unwrap().height;
+    assert!(
+        target >= height_at_stop + 1000,
+        "made {} blocks",
+        target - height_at_stop
+    );
+    let leader_snapshot = nodes
+        .iter()
+        .flatten()
+        .filter_map(|n| n.raft_status())
+        .map(|s| s.snapshot_index)
+        .max()
+        .unwrap();
+    assert!(
+        leader_snapshot > height_at_stop + 50,
+        "the log was compacted"
+    );
+
+    let back = net.start(down).await;
+    let mut all = clients.clone();
+    all[down] = net.client(back.api_addr());
+    let (h, _) = converge(&all, target, Duration::from_secs(120)).await;
+    assert!(h >= target);
+    let st = back.raft_status().unwrap();
+    assert!(
+        st.snapshots_restored_total >= 1,
+        "caught up through a snapshot: {st:?}"
+    );
+    back.shutdown().await;
+    for n in nodes.into_iter().flatten() {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn strangers_are_refused_and_bad_peer_messages_are_dropped_and_counted() {
+    let net = MultiNet::new(2, "ANY", 100, 500);
+    let node0 = net.start(0).await;
+    let c0 = net.client(node0.api_addr());
+    let p2p0 = node0.p2p_addr().unwrap();
+    let key0 = hex::decode(&net.manifest.nodes[0].public_key).unwrap();
+    let key0: [u8; 32] = key0.try_into().unwrap();
+
+    // A stranger: a valid key that genesis does not list.
+    let stranger = sphr_crypto::keys::SecretKey::generate().unwrap();
+    let (sh, _rx) = sphr_p2p::P2p::start(sphr_p2p::P2pConfig {
+        key_seed: stranger.to_bytes(),
+        listen: "127.0.0.1:0".into(),
+        network_id: net.network_id().0,
+        peers: vec![sphr_p2p::PeerInfo {
+            name: "node0".into(),
+            public_key: key0,
+            addr: p2p0.to_string(),
+        }],
+        limits: Default::default(),
+    })
+    .await
+    .unwrap();
+    let metrics = || async {
+        let (_, m) = c0
+            .request(hyper::Method::GET, "/metrics", None, vec![])
+            .await
+            .unwrap();
+        String::from_utf8(m).unwrap()
+    };
+    wait_for(Duration::from_secs(30), || async {
+        (metric(&metrics().await, "sphr_p2p_peers_refused_total") >= 1).then_some(())
+    })
+    .await;
+    assert!(!sh.is_connected(&key0));
+    assert!(sh.send_raft(key0, vec![1, 2, 3]).is_err());
+    sh.shutdown().await;
+
+    // A genesis member (node 1's key) that sends garbage, a Raft message claiming another
+    // sender, and forwarded junk: dropped and counted; node 0 keeps committing.
+    let id1 = sphr_node::identity::Identity::load(&net.net.join(&net.manifest.nodes[1].identity))
+        .unwrap();
+    let (h1, _rx1) = sphr_p2p::P2p::start(sphr_p2p::P2pConfig {
+        key_seed: id1.key.to_bytes(),
+        listen: net.manifest.nodes[1].p2p_addr.clone(),
+        network_id: net.network_id().0,
+        peers: vec![sphr_p2p::PeerInfo {
+            name: "node0".into(),
+            public_key: key0,
+            addr: p2p0.to_string(),
+        }],
+        limits: Default::default(),
+    })
+    .await
+    .unwrap();
+    wait_for(Duration::from_secs(30), || async {
+        h1.is_connected(&key0).then_some(())
+    })
+    .await;
+    h1.send_raft(key0, vec![0xff, 0x00, 0x13]).unwrap();
+    // Raft id 1 is node 0's own: not the sender's.
+    let m = sphr_orderer::RaftMessage {
+        from: 1,
+        to: 1,
+        ..Default::default()
+    };
+    let bytes = sphr_orderer::encode_message(&m).unwrap();
+    let spoof = sphr_node::p2p::PeerMsg::Raft(serde_bytes::ByteBuf::from(bytes));
+    h1.send_raft(key0, sphr_types::encode(&spoof).unwrap())
+        .unwrap();
+    let junk = sphr_node::p2p::PeerMsg::Raft(serde_bytes::ByteBuf::from(vec![0xde, 0xad]));
+    h1.send_raft(key0, sphr_types::encode(&junk).unwrap())
+        .unwrap();
+    let range = h1
+        .request(
+            key0,
+            sphr_p2p::Kind::Blocks,
+            sphr_types::encode(&sphr_node::p2p::BlockRange { from: 10, to: 5 }).unwrap(),
+            Duration::from_secs(5),
+        )
+        .await;
+    assert!(range.is_err(), "an absurd range is refused");
+    wait_for(Duration::from_secs(30), || async {
+        let m = metrics().await;
+        let ok = metric(
+            &m,
+            "sphr_p2p_node_dropped_total{reason=\"undecodable_peer_msg\"}",
+        ) >= 1
+            && metric(
+                &m,
+                "sphr_p2p_node_dropped_total{reason=\"raft_sender_mismatch\"}",
+            ) >= 1
+            && metric(
+                &m,
+                "sphr_p2p_node_dropped_total{reason=\"undecodable_raft\"}",
+            ) >= 1
+            && metric(
+                &m,
+                "sphr_p2p_node_dropped_total{reason=\"absurd_block_range\"}",
+            ) >= 1;
+        ok.then_some(())
+    })
+    .await;
+    h1.shutdown().await;
+
+    // Node 0 (with node 1 down, a 2-consenter Raft cannot commit) is alive and answering.
+    let s = c0.status().await.unwrap();
+    assert_eq!(s.network_id, net.manifest.network_id);
+    node0.shutdown().await;
+}
