@@ -51,7 +51,12 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Check configuration files.
+    /// Look at a network folder.
+    Network {
+        #[command(subcommand)]
+        command: NetworkCommand,
+    },
+    /// Write or check configuration files.
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
@@ -103,7 +108,32 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum NetworkCommand {
+    /// List the nodes of a network folder, one per line: `name@org api_addr p2p_addr`.
+    List {
+        /// The network folder made by `sphr-node genesis`.
+        #[arg(long, default_value = ".sphr-dev/network")]
+        network: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum ConfigCommand {
+    /// Write a node.toml for one node of a network folder.
+    Init {
+        /// The network folder made by `sphr-node genesis`.
+        #[arg(long)]
+        network: PathBuf,
+        /// The node, `name@org`.
+        #[arg(long)]
+        node: String,
+        /// The node's data directory.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Where to write node.toml (refused if it exists).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Validate a node.toml: every key, type and value, and that the files it names exist.
     Check {
         /// Path of node.toml.
@@ -281,6 +311,47 @@ async fn run_node(cfg: NodeConfig) -> Result<()> {
     Ok(())
 }
 
+fn abs(p: &Path) -> Result<PathBuf> {
+    Ok(if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir()?.join(p)
+    })
+}
+
+fn config_init(network: &Path, node: &str, data_dir: &Path, out: &Path) -> Result<()> {
+    let m = NetworkManifest::load(&network.join("network.json"))?;
+    let (name, org) = split_name(node);
+    let n = m
+        .nodes
+        .iter()
+        .find(|n| n.name == name && org.is_none_or(|o| n.org == o))
+        .ok_or_else(|| anyhow!("no node {node:?} in {}", network.display()))?;
+    let net = abs(network)?;
+    let toml = format!(
+        "# node.toml for {name}@{org}, made by `sphr-node config init`; every key is explained in\n\
+         # configs/node.toml.\n\
+         [node]\ngenesis = \"{g}\"\nidentity = \"{i}\"\ndata_dir = \"{d}\"\n\n\
+         [api]\nlisten = \"{a}\"\ntls_cert = \"{c}\"\ntls_key = \"{k}\"\n\n\
+         [p2p]\nlisten = \"{p}\"\n",
+        org = n.org,
+        g = net.join(&m.genesis_block).display(),
+        i = net.join(&n.identity).display(),
+        d = abs(data_dir)?.display(),
+        a = n.api_addr,
+        c = net.join(&n.tls_cert).display(),
+        k = net.join(&n.tls_key).display(),
+        p = n.p2p_addr,
+    );
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(out)
+        .with_context(|| format!("create {}", out.display()))?;
+    std::io::Write::write_all(&mut f, toml.as_bytes())?;
+    Ok(())
+}
+
 fn dev_setup(dir: &Path) -> Result<PathBuf> {
     let net = dir.join("network");
     let cfg_path = dir.join("node.toml");
@@ -361,12 +432,15 @@ async fn client_command(cmd: Command) -> Result<ExitCode> {
             if client.json {
                 println!("{}", serde_json::to_string_pretty(&s)?);
             } else {
+                let (name, org) = split_name(&s.node);
                 println!(
-                    "node={} height={} tip={} leader={} term={}",
-                    s.node,
+                    "org={} node={} height={} tip={} leader={} peers={} term={}",
+                    org.unwrap_or("-"),
+                    name,
                     s.height,
                     s.tip,
                     s.leader.as_deref().unwrap_or("-"),
+                    s.peers,
                     s.term
                 );
             }
@@ -449,6 +523,28 @@ fn main() -> ExitCode {
                 let s = GenesisSpec::load(&spec)?;
                 let made = sphr_node::genesis::generate(&s, &out, sphr_node::now_ms())?;
                 println!("network {} written to {}", made.network_id, out.display());
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Network {
+                command: NetworkCommand::List { network },
+            } => {
+                let m = NetworkManifest::load(&network.join("network.json"))?;
+                for n in &m.nodes {
+                    println!("{}@{} {} {}", n.name, n.org, n.api_addr, n.p2p_addr);
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Config {
+                command:
+                    ConfigCommand::Init {
+                        network,
+                        node,
+                        data_dir,
+                        out,
+                    },
+            } => {
+                config_init(&network, &node, &data_dir, &out)?;
+                println!("wrote {}", out.display());
                 Ok(ExitCode::SUCCESS)
             }
             Command::Config {

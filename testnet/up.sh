@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Start a local sphr network on loopback: N orgs, one node each, all Raft consenters.
+#
+#   testnet/up.sh [N]      N = 1..6, default 4: the four orgs of the thesis (genesis/four-orgs.toml)
+#
+# Builds sphr-node once (release), makes genesis and identities in the run dir
+# (SPHR_TESTNET_DIR, default testnet/run), starts N `sphr-node run` processes, each with its own
+# ports and data dir, waits until all are healthy and connected, and prints the endpoints.
+# testnet/down.sh stops them; testnet/status.sh shows one line per node.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+n="${1:-4}"
+run="${SPHR_TESTNET_DIR:-$root/testnet/run}"
+case "$n" in [1-6]) ;; *) echo "usage: testnet/up.sh [N], N from 1 to 6" >&2; exit 2 ;; esac
+
+if [ -f "$run/pids" ]; then
+  while read -r pid _; do
+    if kill -0 "$pid" 2>/dev/null; then
+      echo "a testnet is already running from $run (pid $pid): run testnet/down.sh first" >&2
+      exit 1
+    fi
+  done <"$run/pids"
+fi
+
+echo "== building sphr-node (release)"
+(cd "$root" && cargo build --release --locked -p sphr-node)
+bin="$root/target/release/sphr-node"
+
+rm -rf "$run"
+mkdir -p "$run"
+if [ "$n" = 4 ]; then
+  cp "$root/genesis/four-orgs.toml" "$run/spec.toml"
+else
+  orgs=(PatientOrg HospitalOrg InsuranceOrg PharmacyOrg LabOrg ResearchOrg)
+  {
+    echo "# Made by testnet/up.sh $n: $n orgs, one consenter node each, kv endorsed by all."
+    echo 'network = "testnet"'
+    for i in $(seq 0 $((n - 1))); do
+      echo "[[orgs]]"
+      echo "name = \"${orgs[$i]}\""
+      echo "[[orgs.nodes]]"
+      echo "name = \"peer0\""
+      echo "api_port = $((7443 + i))"
+      echo "p2p_port = $((7000 + i))"
+      echo "ops_port = $((9443 + i))"
+      echo "[[orgs.users]]"
+      echo "name = \"loadgen\""
+      echo "role = \"client\""
+    done
+    echo "[[contracts]]"
+    echo 'name = "kv"'
+    echo 'policy = "ALL"'
+  } >"$run/spec.toml"
+fi
+
+echo "== genesis ($n orgs) in $run/network"
+"$bin" genesis --spec "$run/spec.toml" --out "$run/network" >/dev/null
+mapfile -t nodes < <("$bin" network list --network "$run/network")
+
+: >"$run/pids"
+for line in "${nodes[@]}"; do
+  read -r id api _ <<<"$line"
+  org="${id#*@}"
+  "$bin" config init --network "$run/network" --node "$id" --data-dir "$run/$org/data" \
+    --out "$run/$org.toml" >/dev/null
+  "$bin" run --config "$run/$org.toml" >"$run/$org.out" 2>"$run/$org.log" &
+  echo "$! $id $api" >>"$run/pids"
+done
+
+echo "== waiting for $n healthy nodes"
+want_peers=$((n - 1))
+for _ in $(seq 1 300); do
+  ready=0
+  while read -r pid id api; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "node $id (pid $pid) exited; its log ($run/${id#*@}.log):" >&2
+      tail -n 20 "$run/${id#*@}.log" >&2
+      "$root/testnet/down.sh" >/dev/null 2>&1 || true
+      exit 1
+    fi
+    line="$("$bin" status --network "$run/network" --node "$id" 2>/dev/null || true)"
+    case "$line" in
+      *"leader=-"*|"") ;;
+      *"peers=$want_peers "*) ready=$((ready + 1)) ;;
+    esac
+  done <"$run/pids"
+  [ "$ready" = "$n" ] && break
+  sleep 0.2
+done
+if [ "$ready" != "$n" ]; then
+  echo "only $ready of $n nodes became healthy within 60 s; logs are in $run" >&2
+  exit 1
+fi
+
+echo "== testnet up: $n nodes"
+while read -r pid id api; do
+  echo "  $id  https://$api  (pid $pid, log $run/${id#*@}.log)"
+done <"$run/pids"
+echo "client: $bin invoke --network $run/network --node <name@org> kv put key value"
