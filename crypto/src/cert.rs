@@ -325,3 +325,38 @@ mod tests {
         assert!("wizard".parse::<Role>().is_err());
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn arb_role() -> impl Strategy<Value = Role> {
+        (0..Role::ALL.len()).prop_map(|i| Role::ALL[i])
+    }
+
+    proptest! {
+        #[test]
+        fn certificate_round_trip(subject in "[a-z][a-z0-9_-]{0,20}", org in "[A-Z][A-Za-z]{0,15}",
+                                  role in arb_role(), seed in any::<[u8; 32]>(),
+                                  pre in proptest::option::of(proptest::collection::vec(any::<u8>(), 1..200)),
+                                  nb in 0u64..1_000_000, len in 1u64..1_000_000) {
+            let ca = SecretKey::from_bytes(&[9; 32]);
+            let key = SecretKey::from_bytes(&seed);
+            let body = CertificateBody {
+                subject, org, role, public_key: key.public_key(), pre_public_key: pre,
+                not_before: nb, not_after: nb + len,
+            };
+            let cert = Certificate::issue(&ca, body).unwrap();
+            let back = Certificate::from_bytes(&cert.to_bytes().unwrap()).unwrap();
+            prop_assert_eq!(&back, &cert);
+            prop_assert!(back.verify(&ca.public_key(), nb).is_ok());
+            prop_assert_eq!(back.fingerprint().unwrap(), cert.fingerprint().unwrap());
+        }
+
+        #[test]
+        fn garbage_certificates_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let _ = Certificate::from_bytes(&bytes);
+        }
+    }
+}

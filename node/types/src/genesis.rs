@@ -372,3 +372,44 @@ mod tests {
         assert!(g.validate().is_err());
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+    use sphr_crypto::keys::SecretKey;
+
+    proptest! {
+        #[test]
+        fn genesis_round_trips_through_block_0(orgs in 1usize..5, max_tx in 1u32..10_000,
+                                               timeout in 1u64..60_000, created in any::<u64>(),
+                                               policy_pick in 0usize..5) {
+            let key = |i: usize| SecretKey::from_bytes(&[(i + 1) as u8; 32]).public_key();
+            let org_names: Vec<String> = (0..orgs).map(|i| format!("Org{i}")).collect();
+            let policy = match policy_pick {
+                0 => Policy::All,
+                1 => Policy::Majority,
+                2 => Policy::Any,
+                3 => Policy::And(vec![org_names[0].clone()]),
+                _ => Policy::OutOf(1, org_names.clone()),
+            };
+            let g = GenesisConfig {
+                network: "net".into(),
+                created_ms: created,
+                orgs: org_names.iter().enumerate().map(|(i, n)| OrgConfig { name: n.clone(), ca_key: key(i) }).collect(),
+                nodes: org_names.iter().enumerate().map(|(i, n)| NodeConfig {
+                    name: "n".into(), org: n.clone(), public_key: key(100 + i),
+                    api_addr: format!("127.0.0.1:{}", 7000 + i), p2p_addr: format!("127.0.0.1:{}", 8000 + i),
+                    consenter: true, raft_id: i as u64 + 1,
+                }).collect(),
+                block: BlockCutting { max_tx, max_bytes: 1 << 20, batch_timeout_ms: timeout },
+                raft: RaftTimings::default(),
+                contracts: vec![ContractConfig { name: "kv".into(), policy }],
+            };
+            prop_assert!(g.validate().is_ok());
+            let b = g.to_block().unwrap();
+            prop_assert_eq!(GenesisConfig::from_block(&b).unwrap(), g.clone());
+            prop_assert_eq!(b.hash(), g.to_block().unwrap().hash());
+        }
+    }
+}

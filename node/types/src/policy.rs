@@ -243,3 +243,35 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn arb_policy() -> impl Strategy<Value = Policy> {
+        let orgs = proptest::collection::vec("[A-Z][a-zA-Z0-9]{0,8}", 1..5);
+        prop_oneof![
+            Just(Policy::All),
+            Just(Policy::Majority),
+            Just(Policy::Any),
+            orgs.clone().prop_map(Policy::And),
+            orgs.prop_flat_map(|o| (1..=o.len(), Just(o)))
+                .prop_map(|(n, o)| Policy::OutOf(n, o)),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn policy_text_and_cbor_round_trip(p in arb_policy()) {
+            prop_assert_eq!(p.to_string().parse::<Policy>().unwrap(), p.clone());
+            let bytes = crate::encode(&p).unwrap();
+            prop_assert_eq!(crate::decode::<Policy>(&bytes, 1024).unwrap(), p);
+        }
+
+        #[test]
+        fn any_text_parses_or_errs_without_panic(s in ".{0,40}") {
+            let _ = s.parse::<Policy>();
+        }
+    }
+}

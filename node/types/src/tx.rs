@@ -419,6 +419,22 @@ mod tests {
         }
 
         #[test]
+        fn proposal_response_round_trip((k, p) in arb_proposal(), rwset in arb_rwset()) {
+            let sp = p.sign(&k).unwrap();
+            let payload = ResponsePayload {
+                tx_id: p.tx_id(), proposal_hash: sp.proposal_hash(), rwset,
+                response: vec![1, 2], events: vec![],
+            };
+            let response = encode(&payload).unwrap();
+            let (nk, nc) = cert(77);
+            let pr = ProposalResponse {
+                endorsement: Endorsement { endorser: nc, signature: nk.sign(&response) },
+                response,
+            };
+            prop_assert_eq!(ProposalResponse::from_bytes(&pr.to_bytes().unwrap()).unwrap(), pr);
+        }
+
+        #[test]
         fn version_bytes_round_trip(block in any::<u64>(), tx in any::<u32>()) {
             let v = Version { block, tx };
             prop_assert_eq!(Version::from_bytes(&v.to_bytes()), Some(v));
