@@ -82,7 +82,10 @@ pub struct SatelliteRows {
 }
 
 /// A package of one patient's granted satellites from one hospital.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+///
+/// Its `Debug` shows ids, names and counts only, never values: a bundle logged by mistake
+/// leaks no patient data.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct Bundle {
     pub version: u16,
     /// Random unless the node sets it (to the access record's id, say) before sealing.
@@ -102,6 +105,27 @@ pub struct Bundle {
     pub created_ms: u64,
     /// Sorted by (source, satellite).
     pub satellites: Vec<SatelliteRows>,
+}
+
+impl std::fmt::Debug for Bundle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let satellites: Vec<String> = self
+            .satellites
+            .iter()
+            .map(|s| format!("{}/{} ({} rows)", s.source, s.satellite, s.rows.len()))
+            .collect();
+        f.debug_struct("Bundle")
+            .field("version", &self.version)
+            .field("id", &self.id)
+            .field("patient", &self.patient)
+            .field("hospital", &self.hospital)
+            .field("sources", &self.sources)
+            .field("tags", &self.tags)
+            .field("rule_ids", &self.rule_ids)
+            .field("created_ms", &self.created_ms)
+            .field("satellites", &satellites)
+            .finish()
+    }
 }
 
 impl Bundle {
@@ -353,10 +377,7 @@ impl Vault {
             sources: used_sources.into_iter().collect(),
             tags: tag_list,
             rule_ids: Vec::new(),
-            created_ms: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-                .unwrap_or(0),
+            created_ms: crate::ingest::now_ms(),
             satellites,
         };
         tracing::debug!(

@@ -110,6 +110,43 @@ fn control_err(file: &str, line: Option<u64>, field: &str, problem: ControlProbl
     }
 }
 
+/// Line numbers of records in a CSV text held in memory. The CSV reader's own positions point
+/// at the blank lines before a record; this finds the record's first byte and counts the
+/// newlines before it, incrementally.
+pub(crate) struct LineCounter<'a> {
+    bytes: &'a [u8],
+    offset: usize,
+    line: u64,
+}
+
+impl<'a> LineCounter<'a> {
+    pub(crate) fn new(bytes: &'a [u8]) -> Self {
+        LineCounter {
+            bytes,
+            offset: 0,
+            line: 1,
+        }
+    }
+
+    /// The line of the record the reader places at byte `at` (records in order).
+    pub(crate) fn line_of(&mut self, at: u64) -> u64 {
+        let mut start = usize::try_from(at)
+            .unwrap_or(usize::MAX)
+            .min(self.bytes.len());
+        while start < self.bytes.len() && matches!(self.bytes[start], b'\r' | b'\n') {
+            start += 1;
+        }
+        if start > self.offset {
+            self.line += self.bytes[self.offset..start]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count() as u64;
+            self.offset = start;
+        }
+        self.line
+    }
+}
+
 /// Reads a whole control file (bounded) as CSV rows of trimmed fields, with their line numbers;
 /// checks the header.
 fn read_rows(
@@ -143,22 +180,22 @@ fn read_rows(
     let mut rows = Vec::new();
     let mut record = csv::ByteRecord::new();
     let mut first = true;
+    let mut lines = LineCounter::new(&bytes);
     loop {
-        let line = record.position().map_or(0, |p| p.line());
-        let more = csv.read_byte_record(&mut record).map_err(|e| {
-            let line = e.position().map(|p| p.line()).or(Some(line.max(1)));
-            control_err(file, line, "row", ControlProblem::NotCsv)
-        })?;
+        let more = csv
+            .read_byte_record(&mut record)
+            .map_err(|_| control_err(file, None, "row", ControlProblem::NotCsv))?;
         if !more {
             break;
         }
-        let line = record.position().map_or(0, |p| p.line());
+        let line = lines.line_of(record.position().map_or(0, |p| p.byte()));
         let mut fields = Vec::with_capacity(record.len());
         for (i, raw) in record.iter().enumerate() {
             let field = header.get(i).copied().unwrap_or("row");
             let text = std::str::from_utf8(raw)
                 .map_err(|_| control_err(file, Some(line), field, ControlProblem::NotUtf8))?;
-            fields.push(text.trim().to_string());
+            // A byte order mark (spreadsheet exports) is not part of the first name.
+            fields.push(text.trim_start_matches('\u{feff}').trim().to_string());
         }
         // A line of only separators or spaces is a blank line.
         if fields.iter().all(|f| f.is_empty()) {
@@ -441,6 +478,7 @@ impl Plan {
     /// Checks the table header against the control files.
     pub fn build(
         table_file: &str,
+        header_line: u64,
         header: Vec<String>,
         columns: &ColumnControl,
         hubs: &HubControl,
@@ -449,7 +487,7 @@ impl Plan {
         if header.len() > limits.max_columns {
             return Err(VaultError::Limit {
                 what: format!("{table_file}: column count"),
-                line: Some(1),
+                line: Some(header_line),
                 limit: limits.max_columns as u64,
             });
         }
@@ -458,7 +496,7 @@ impl Plan {
             if name.is_empty() {
                 return Err(control_err(
                     table_file,
-                    Some(1),
+                    Some(header_line),
                     &format!("column {}", i + 1),
                     ControlProblem::Empty,
                 ));
@@ -466,11 +504,11 @@ impl Plan {
             if index.insert(name.as_str(), i).is_some() {
                 return Err(control_err(
                     table_file,
-                    Some(1),
+                    Some(header_line),
                     name,
                     ControlProblem::DuplicateColumn {
                         column: name.clone(),
-                        first_line: 1,
+                        first_line: header_line,
                     },
                 ));
             }
@@ -510,7 +548,7 @@ impl Plan {
             if !columns.entries().iter().any(|e| &e.name == name) {
                 return Err(control_err(
                     table_file,
-                    Some(1),
+                    Some(header_line),
                     name,
                     ControlProblem::NotInControl {
                         column: name.clone(),
@@ -673,6 +711,10 @@ mod tests {
         );
         let h = hubs("hub,primary_key\nhub_person,chi\nhub_time,id\nhub_object,id\n").unwrap();
         assert_eq!(h.entries().len(), 3);
+        // A spreadsheet's byte order mark, blank lines and spaces are tolerated.
+        let h = hubs("\u{feff}hub,primary_key\n\n Person , chi \n").unwrap();
+        assert_eq!(h.entries()[0].primary_key, "chi");
+        assert_eq!(h.entries()[0].line, 3);
     }
 
     #[test]
@@ -788,6 +830,7 @@ mod tests {
     fn plan(header: &[&str], c: &str, h: &str) -> Result<Plan, VaultError> {
         Plan::build(
             "table.csv",
+            1,
             header.iter().map(|s| s.to_string()).collect(),
             &cols(c)?,
             &hubs(h)?,

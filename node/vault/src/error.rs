@@ -64,9 +64,9 @@ pub enum VaultError {
         line: Option<u64>,
         limit: u64,
     },
-    /// The limits themselves make no sense.
-    #[error("invalid vault limits: {0}")]
-    InvalidLimits(&'static str),
+    /// The vault's configuration (hospital name, limits) makes no sense.
+    #[error("invalid vault configuration: {0}")]
+    InvalidConfig(&'static str),
     /// A source name breaks the naming rule.
     #[error("invalid source name: {reason}")]
     InvalidSource { reason: &'static str },

@@ -37,6 +37,7 @@
 //! profilers' fixed bounds, whatever the file size. [`IngestReport::peak_buffered_rows`]
 //! reports the most rows held.
 
+use std::collections::VecDeque;
 use std::io::{self, Read};
 
 use serde::{Deserialize, Serialize};
@@ -235,6 +236,12 @@ struct Tee<R> {
     max_record_bytes: u64,
     line: u64,
     record_line: u64,
+    /// Between records (blank lines are skipped, as the CSV reader skips them).
+    between_records: bool,
+    /// The line each record read ahead starts on, oldest first: the CSV reader's own
+    /// positions point at the blank lines before a record, not at the record. Holds at most
+    /// the records in the reader's buffer.
+    starts: VecDeque<u64>,
     failure: Option<TeeFailure>,
 }
 
@@ -253,6 +260,8 @@ impl<R: Read> Tee<R> {
             max_record_bytes,
             line: 1,
             record_line: 1,
+            between_records: true,
+            starts: VecDeque::new(),
             failure: None,
         }
     }
@@ -264,6 +273,10 @@ impl<R: Read> Tee<R> {
 
     fn scan(&mut self, data: &[u8]) -> Result<(), TeeFailure> {
         for &b in data {
+            if self.between_records && b != b'\n' && b != b'\r' {
+                self.between_records = false;
+                self.starts.push_back(self.line);
+            }
             let ends_record = matches!(b, b'\n' | b'\r')
                 && matches!(
                     self.quote,
@@ -284,6 +297,7 @@ impl<R: Read> Tee<R> {
                 self.line += 1;
             }
             if ends_record {
+                self.between_records = true;
                 self.record_bytes = 0;
                 self.record_line = self.line;
                 continue;
@@ -355,7 +369,7 @@ struct Run<'v> {
     raw_chunks: u64,
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -571,39 +585,59 @@ impl Run<'_> {
         self.raw_chunks += 1;
         Ok(())
     }
+}
 
-    fn map_csv_error(&self, e: csv::Error, failure: Option<TeeFailure>) -> VaultError {
-        let limits = &self.vault.config.limits;
-        match failure {
-            Some(TeeFailure::TooLarge) => VaultError::Limit {
-                what: format!("{}: file size", self.table_name),
+/// A CSV reader error, with the tee's limit failure if that is what caused it.
+fn csv_error(
+    table_name: &str,
+    limits: &crate::Limits,
+    e: csv::Error,
+    failure: Option<TeeFailure>,
+) -> VaultError {
+    match failure {
+        Some(TeeFailure::TooLarge) => VaultError::Limit {
+            what: format!("{table_name}: file size"),
+            line: None,
+            limit: limits.max_table_bytes,
+        },
+        Some(TeeFailure::RecordTooLong { line }) => VaultError::Limit {
+            what: format!("{table_name}: record length"),
+            line: Some(line),
+            limit: limits.max_line_bytes,
+        },
+        None => match e.into_kind() {
+            csv::ErrorKind::Io(source) => VaultError::Io {
+                what: table_name.to_string(),
+                source,
+            },
+            _ => VaultError::Csv {
+                file: table_name.to_string(),
                 line: None,
-                limit: limits.max_table_bytes,
+                detail: "not CSV the reader can follow".to_string(),
             },
-            Some(TeeFailure::RecordTooLong { line }) => VaultError::Limit {
-                what: format!("{}: record length", self.table_name),
-                line: Some(line),
-                limit: limits.max_line_bytes,
-            },
-            None => {
-                let line = e.position().map(|p| p.line());
-                match e.into_kind() {
-                    csv::ErrorKind::Io(source) => VaultError::Io {
-                        what: self.table_name.clone(),
-                        source,
-                    },
-                    _ => VaultError::Csv {
-                        file: self.table_name.clone(),
-                        line,
-                        detail: "not CSV the reader can follow".to_string(),
-                    },
-                }
-            }
-        }
+        },
     }
 }
 
 impl Vault {
+    /// Tests: fails the apply before its third tree when asked to, as a disk error would.
+    #[cfg(test)]
+    fn injected_failure(&self, step: usize) -> Result<(), VaultError> {
+        use std::sync::atomic::Ordering;
+        if step == 2 && self.fail_next_apply.swap(false, Ordering::SeqCst) {
+            return Err(VaultError::Corrupt {
+                tree: "vault_stage",
+                detail: "injected failure".to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    #[cfg(not(test))]
+    fn injected_failure(&self, _step: usize) -> Result<(), VaultError> {
+        Ok(())
+    }
+
     /// Ingests one CSV table from `source` (a name such as `smr01`) into the vault: Retrieve
     /// (raw zone, SHA-256), Assess (types, profile, bad rows) and Process (hubs, links,
     /// satellites), streaming, all or nothing. `progress` is called every
@@ -642,29 +676,12 @@ impl Vault {
         let header_failure = csv.get_ref().failure;
         let has_header = match read_header {
             Ok(more) => more,
-            Err(e) => {
-                return Err(match header_failure {
-                    Some(TeeFailure::TooLarge) => VaultError::Limit {
-                        what: format!("{table_name}: file size"),
-                        line: None,
-                        limit: limits.max_table_bytes,
-                    },
-                    Some(TeeFailure::RecordTooLong { line }) => VaultError::Limit {
-                        what: format!("{table_name}: record length"),
-                        line: Some(line),
-                        limit: limits.max_line_bytes,
-                    },
-                    None => VaultError::Csv {
-                        file: table_name,
-                        line: e.position().map(|p| p.line()),
-                        detail: "header is not CSV the reader can follow".to_string(),
-                    },
-                });
-            }
+            Err(e) => return Err(csv_error(&table_name, &limits, e, header_failure)),
         };
         if !has_header {
             return Err(VaultError::EmptyTable { file: table_name });
         }
+        let header_line = csv.get_mut().starts.pop_front().unwrap_or(1);
         let mut header = Vec::with_capacity(record.len());
         for raw in record.iter() {
             let name = std::str::from_utf8(raw).map_err(|_| VaultError::Control {
@@ -675,7 +692,7 @@ impl Vault {
             })?;
             header.push(name.trim().trim_start_matches('\u{feff}').to_string());
         }
-        let plan = Plan::build(&table_name, header, columns, hubs, &limits)?;
+        let plan = Plan::build(&table_name, header_line, header, columns, hubs, &limits)?;
 
         let ingest_id = self.db.generate_id()?;
         let stage_name = format!("{STAGE_PREFIX}{ingest_id:020}");
@@ -760,7 +777,7 @@ impl Vault {
                 Ok(more) => more,
                 Err(e) => {
                     let failure = csv.get_ref().failure;
-                    return Err(run.map_csv_error(e, failure));
+                    return Err(csv_error(&run.table_name, &self.config.limits, e, failure));
                 }
             };
             let ready = std::mem::take(&mut csv.get_mut().ready);
@@ -771,7 +788,8 @@ impl Vault {
                 break;
             }
             run.rows_read += 1;
-            let line = record.position().map_or(0, |p| p.line());
+            let fallback = record.position().map_or(0, |p| p.line());
+            let line = csv.get_mut().starts.pop_front().unwrap_or(fallback);
             match run.shape(record) {
                 Err(reason) => run.bad(line, reason)?,
                 Ok(fields) if inferred => run.process(line, &fields)?,
@@ -924,7 +942,8 @@ impl Vault {
                 pending = 0;
             }
         }
-        for (batch, (_, tree)) in batches.iter_mut().zip(&targets) {
+        for (i, (batch, (_, tree))) in batches.iter_mut().zip(&targets).enumerate() {
+            self.injected_failure(i)?;
             tree.apply_batch(std::mem::take(batch))?;
         }
         // Catalog: the union of the source's satellites and columns, and the ingest.
@@ -959,6 +978,77 @@ impl Vault {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vault::VaultConfig;
+    use crate::{Limits, model::patient_key};
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    type Dump = BTreeMap<Vec<u8>, Vec<(Vec<u8>, Vec<u8>)>>;
+
+    fn dump(db: &sled::Db) -> Dump {
+        let mut out = Dump::new();
+        for name in db.tree_names() {
+            if name.starts_with(b"vault_") {
+                let entries = db
+                    .open_tree(&name)
+                    .unwrap()
+                    .iter()
+                    .map(|e| {
+                        let (k, v) = e.unwrap();
+                        (k.to_vec(), v.to_vec())
+                    })
+                    .collect();
+                out.insert(name.to_vec(), entries);
+            }
+        }
+        out
+    }
+
+    /// Ingests the SMR01 fixture into a fresh database; with `fail`, the apply fails half way
+    /// (after the commit point) and the vault is reopened, which must finish it.
+    fn ingest_fixture(fail: bool) -> Dump {
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let read = |n: &str| std::fs::read(fixtures.join(n)).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let vault = Vault::open(&db, VaultConfig::new("ustan")).unwrap();
+        let limits = Limits::default();
+        let c = ColumnControl::parse("c", read("smr01_columns.csv").as_slice(), &limits).unwrap();
+        let h = HubControl::parse("h", read("smr01_hubs.csv").as_slice(), &limits).unwrap();
+        let opts = IngestOptions {
+            load_time_ms: Some(1),
+            ..IngestOptions::default()
+        };
+        vault
+            .fail_next_apply
+            .store(fail, std::sync::atomic::Ordering::SeqCst);
+        let result = vault.ingest("smr01", read("smr01.csv").as_slice(), &c, &h, &opts, |_| {});
+        if fail {
+            assert!(result.is_err());
+            // Half applied: reads that assemble patient data refuse rather than see it.
+            assert!(vault.has_patient("0101501234").is_err());
+            let record = vault.ingests().unwrap().pop().unwrap();
+            assert_eq!(record.state, IngestState::Applying);
+            drop(vault);
+            let vault = Vault::open(&db, VaultConfig::new("ustan")).unwrap();
+            assert!(vault.has_patient("0101501234").unwrap());
+            let record = vault.ingests().unwrap().pop().unwrap();
+            assert_eq!(record.state, IngestState::Committed);
+        } else {
+            let report = result.unwrap();
+            assert_eq!(report.rows_ingested, 20);
+            assert!(vault.hub(&patient_key("0101501234")).unwrap().is_some());
+        }
+        dump(&db)
+    }
+
+    #[test]
+    fn an_apply_interrupted_after_the_commit_point_is_finished_on_open() {
+        let clean = ingest_fixture(false);
+        let recovered = ingest_fixture(true);
+        assert!(clean.keys().all(|k| !k.starts_with(b"vault_stage_")));
+        assert_eq!(recovered, clean);
+    }
 
     fn tee_read(data: &[u8], max_bytes: u64, max_record: u64) -> (Result<Vec<u8>, ()>, Tee<&[u8]>) {
         let mut tee = Tee::new(data, max_bytes, max_record);
@@ -985,6 +1075,13 @@ mod tests {
         assert_eq!(all, data);
         assert_eq!(bytes, data.len() as u64);
         assert_eq!(digest, sphr_crypto::hash::sha256(&data));
+    }
+
+    #[test]
+    fn tee_knows_where_records_start() {
+        let (r, mut tee) = tee_read(b"h\r\n\r\na,\"x\ny\"\n\n\nb\nc", 1000, 100);
+        assert!(r.is_ok());
+        assert_eq!(tee.starts.drain(..).collect::<Vec<_>>(), [1, 3, 7, 8]);
     }
 
     #[test]

@@ -103,7 +103,10 @@ pub fn parse_tag_file(
             break;
         }
         let line = record.position().map(|p| p.line());
-        let fields: Vec<&str> = record.iter().map(str::trim).collect();
+        let fields: Vec<&str> = record
+            .iter()
+            .map(|f| f.trim_start_matches('\u{feff}').trim())
+            .collect();
         if fields.iter().all(|f| f.is_empty()) {
             continue;
         }

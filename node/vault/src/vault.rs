@@ -97,7 +97,7 @@ impl Limits {
             (self.max_tags == 0, "max_tags must be above 0"),
         ];
         match checks.iter().find(|(bad, _)| *bad) {
-            Some((_, why)) => Err(VaultError::InvalidLimits(why)),
+            Some((_, why)) => Err(VaultError::InvalidConfig(why)),
             None => Ok(()),
         }
     }
@@ -165,6 +165,9 @@ pub struct Vault {
     /// Set when applying a committed ingest failed: reads refuse until the vault is reopened
     /// (reopening finishes the apply).
     interrupted: AtomicBool,
+    /// Tests: make the next apply fail half way, as a disk error would.
+    #[cfg(test)]
+    pub(crate) fail_next_apply: AtomicBool,
 }
 
 impl std::fmt::Debug for Vault {
@@ -191,9 +194,9 @@ impl Vault {
     pub fn open(db: &sled::Db, config: VaultConfig) -> Result<Vault, VaultError> {
         config.limits.validate()?;
         if config.hospital.trim().is_empty() || config.hospital.len() > 128 {
-            return Err(VaultError::InvalidSource {
-                reason: "the hospital name must be 1 to 128 bytes",
-            });
+            return Err(VaultError::InvalidConfig(
+                "the hospital name must be 1 to 128 bytes",
+            ));
         }
         let vault = Vault {
             db: db.clone(),
@@ -209,6 +212,8 @@ impl Vault {
             ingest_lock: Mutex::new(()),
             apply_lock: RwLock::new(()),
             interrupted: AtomicBool::new(false),
+            #[cfg(test)]
+            fail_next_apply: AtomicBool::new(false),
         };
         vault.recover()?;
         Ok(vault)
@@ -232,14 +237,17 @@ impl Vault {
             };
             let stage = self.db.open_tree(&name)?;
             match self.ingest_record_raw(id)? {
-                Some(mut record) if record.state == IngestState::Applying => {
+                Some(record) if record.state == IngestState::Committed => {
+                    tracing::debug!(target: "sphr::vault", ingest_id = id, "dropping the staging tree of a committed ingest");
+                }
+                Some(mut record) => {
                     tracing::warn!(target: "sphr::vault", ingest_id = id, "finishing an ingest interrupted after its commit point");
                     self.apply_stage(&stage, &record.report)?;
                     record.state = IngestState::Committed;
                     self.ingests.insert(id.to_be_bytes(), encode(&record)?)?;
                     self.db.flush()?;
                 }
-                _ => {
+                None => {
                     tracing::warn!(target: "sphr::vault", ingest_id = id, "discarding an ingest interrupted before its commit point");
                 }
             }

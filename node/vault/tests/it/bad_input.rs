@@ -57,7 +57,16 @@ fn small_sample() -> Limits {
 /// No value of the bad file in a message.
 fn assert_no_patient_data(message: &str) {
     for secret in [
-        CHI_A, CHI_B, CHI_C, CHI_D, "31/02/2024", "3.5", "KY16", "EH8", "E0110", "J18.9",
+        CHI_A,
+        CHI_B,
+        CHI_C,
+        CHI_D,
+        "31/02/2024",
+        "3.5",
+        "KY16",
+        "EH8",
+        "E0110",
+        "J18.9",
     ] {
         assert!(!message.contains(secret), "{secret} in: {message}");
     }
@@ -90,7 +99,10 @@ fn malformed_rows_refuse_the_file_and_write_nothing() {
         other => panic!("expected BadRows, got {other}"),
     }
     let message = e.to_string();
-    assert!(message.contains("line 7: expected 19 fields, found 18"), "{message}");
+    assert!(
+        message.contains("line 7: expected 19 fields, found 18"),
+        "{message}"
+    );
     assert_no_patient_data(&message);
     for row in expected_bad_rows() {
         assert_no_patient_data(&row.to_string());
@@ -118,13 +130,19 @@ fn allow_bad_rows_skips_and_lists_each() {
         "E0101", "E0102", "E0103", "E0104", "E0105", "E0107", "E0109", "E0113",
     ] {
         assert!(
-            env.vault.hub(&hub_key(HubKind::Event, good)).unwrap().is_some(),
+            env.vault
+                .hub(&hub_key(HubKind::Event, good))
+                .unwrap()
+                .is_some(),
             "{good}"
         );
     }
     for bad in ["E0106", "E0108", "E0110", "E0111", "E0112"] {
         assert!(
-            env.vault.hub(&hub_key(HubKind::Event, bad)).unwrap().is_none(),
+            env.vault
+                .hub(&hub_key(HubKind::Event, bad))
+                .unwrap()
+                .is_none(),
             "{bad}"
         );
     }
@@ -134,11 +152,18 @@ fn allow_bad_rows_skips_and_lists_each() {
     assert_eq!(out, read_fixture("smr01_bad_rows.csv"));
     // The report's text lists each skipped row, without values.
     let text = report.to_string();
-    assert!(text.contains("skipped line 12: column length_of_stay: not an integer"), "{text}");
+    assert!(
+        text.contains("skipped line 12: column length_of_stay: not an integer"),
+        "{text}"
+    );
     assert_no_patient_data(&text);
     // Stored with the ingest.
     assert_eq!(
-        env.vault.ingest_record(report.ingest_id).unwrap().report.bad_rows,
+        env.vault
+            .ingest_record(report.ingest_id)
+            .unwrap()
+            .report
+            .bad_rows,
         expected_bad_rows()
     );
 }
@@ -155,7 +180,10 @@ fn too_many_bad_rows_refuse_even_when_allowed() {
         ..options("smr01_bad_rows.csv")
     };
     let e = ingest_fixture(&env.vault, "smr01", "smr01_bad_rows.csv", &opts).unwrap_err();
-    assert!(matches!(e, VaultError::TooManyBadRows { limit: 2, .. }), "{e}");
+    assert!(
+        matches!(e, VaultError::TooManyBadRows { limit: 2, .. }),
+        "{e}"
+    );
     assert_eq!(dump(&env.db), before);
 }
 
@@ -219,7 +247,9 @@ fn bad_control_files_are_refused_with_file_line_and_field() {
             assert_eq!(file, "bad_columns_satellite_name.csv");
             assert_eq!(*line, Some(7));
             assert_eq!(field, "destination");
-            assert!(matches!(problem, ControlProblem::BadSatelliteName { name, .. } if name == "sat_person_demographics"));
+            assert!(
+                matches!(problem, ControlProblem::BadSatelliteName { name, .. } if name == "sat_person_demographics")
+            );
         }
         other => panic!("{other}"),
     }
@@ -249,11 +279,36 @@ fn bad_control_files_are_refused_with_file_line_and_field() {
 fn more_control_file_errors() {
     let limits = Limits::default();
     let cases: [(&str, &str, Option<u64>, &str); 5] = [
-        ("name,destination,foreign_key\nchi,hub_person,\nchi,hub_person,\n", "columns", Some(3), "name"),
-        ("name,destination,foreign_key\nchi,hub_person,chi_hub_event\n", "columns", Some(2), "foreign_key"),
-        ("hub,primary_key\nhub_person,chi\nhub_place,loc\n", "hubs", Some(3), "hub"),
-        ("hub,primary_key\nhub_person,\n", "hubs", Some(2), "primary_key"),
-        ("hub;primary_key\nhub_person;chi\n", "hubs", Some(1), "header"),
+        (
+            "name,destination,foreign_key\nchi,hub_person,\nchi,hub_person,\n",
+            "columns",
+            Some(3),
+            "name",
+        ),
+        (
+            "name,destination,foreign_key\nchi,hub_person,chi_hub_event\n",
+            "columns",
+            Some(2),
+            "foreign_key",
+        ),
+        (
+            "hub,primary_key\nhub_person,chi\nhub_place,loc\n",
+            "hubs",
+            Some(3),
+            "hub",
+        ),
+        (
+            "hub,primary_key\nhub_person,\n",
+            "hubs",
+            Some(2),
+            "primary_key",
+        ),
+        (
+            "hub;primary_key\nhub_person;chi\n",
+            "hubs",
+            Some(1),
+            "header",
+        ),
     ];
     for (text, kind, want_line, want_field) in cases {
         let e = if kind == "columns" {
@@ -264,7 +319,11 @@ fn more_control_file_errors() {
                     "s",
                     "chi\n1\n".as_bytes(),
                     &c,
-                    &HubControl::parse("h.csv", "hub,primary_key\nhub_person,chi\n".as_bytes(), &limits)?,
+                    &HubControl::parse(
+                        "h.csv",
+                        "hub,primary_key\nhub_person,chi\n".as_bytes(),
+                        &limits,
+                    )?,
                     &IngestOptions::default(),
                     |_| {},
                 )
@@ -291,7 +350,10 @@ fn limits_refuse_without_writing() {
     });
     let before = dump(&env.db);
     let mut table = read_fixture("smr01.csv");
-    let long = format!("E0021,{CHI_A},2024-05-01,02/05/2024,1,2,74,1A,B,KY16 9AJ,A1,emergency,{},,,,,N101H,ward 2\n", "X".repeat(300));
+    let long = format!(
+        "E0021,{CHI_A},2024-05-01,02/05/2024,1,2,74,1A,B,KY16 9AJ,A1,emergency,{},,,,,N101H,ward 2\n",
+        "X".repeat(300)
+    );
     table.extend_from_slice(long.as_bytes());
     let limits = env.vault.config().limits.clone();
     let c = columns("smr01_columns.csv", &limits).unwrap();
@@ -300,7 +362,17 @@ fn limits_refuse_without_writing() {
         .vault
         .ingest("smr01", table.as_slice(), &c, &h, &options("t.csv"), |_| {})
         .unwrap_err();
-    assert!(matches!(e, VaultError::Limit { line: Some(22), limit: 250, .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            VaultError::Limit {
+                line: Some(22),
+                limit: 250,
+                ..
+            }
+        ),
+        "{e}"
+    );
     assert!(!e.to_string().contains("XXX"));
     assert_eq!(dump(&env.db), before);
 
@@ -322,7 +394,16 @@ fn limits_refuse_without_writing() {
     let limits = env.vault.config().limits.clone();
     let e = columns("smr01_columns.csv", &limits).unwrap_err();
     assert!(
-        matches!(&e, VaultError::Control { problem: ControlProblem::TooMany { what: "columns", .. }, .. }),
+        matches!(
+            &e,
+            VaultError::Control {
+                problem: ControlProblem::TooMany {
+                    what: "columns",
+                    ..
+                },
+                ..
+            }
+        ),
         "{e}"
     );
 
@@ -338,7 +419,14 @@ fn limits_refuse_without_writing() {
     assert!(matches!(e, VaultError::EmptyTable { .. }), "{e}");
     let e = env
         .vault
-        .ingest("../etc", &b"x"[..], &c, &h, &IngestOptions::default(), |_| {})
+        .ingest(
+            "../etc",
+            &b"x"[..],
+            &c,
+            &h,
+            &IngestOptions::default(),
+            |_| {},
+        )
         .unwrap_err();
     assert!(matches!(e, VaultError::InvalidSource { .. }), "{e}");
     assert!(matches!(
@@ -352,6 +440,58 @@ fn limits_refuse_without_writing() {
                 }
             }
         ),
-        Err(VaultError::InvalidLimits(_))
+        Err(VaultError::InvalidConfig(_))
     ));
+}
+
+#[test]
+fn line_numbers_count_blank_lines_crlf_and_quoted_newlines() {
+    let env = env();
+    let text = String::from_utf8(read_fixture("smr01.csv")).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    // Original line 10 (E0009): a ward with a quoted line break.
+    lines[9] = lines[9].replace(",ward 7", ",\"ward\r\n7\"");
+    // A blank line after original line 5.
+    lines.insert(5, String::new());
+    // A short row at the end: physical line 24 (21 lines + 1 blank + 1 quoted break + 1).
+    lines.push(format!("E0021,{CHI_A},2024-05-01,02/05/2024,1"));
+    let table = lines.join("\r\n") + "\r\n";
+    let limits = Limits::default();
+    let c = columns("smr01_columns.csv", &limits).unwrap();
+    let h = hubs("smr01_hubs.csv", &limits).unwrap();
+    let opts = IngestOptions {
+        allow_bad_rows: true,
+        ..options("crlf.csv")
+    };
+    let report = env
+        .vault
+        .ingest("smr01", table.as_bytes(), &c, &h, &opts, |_| {})
+        .unwrap();
+    assert_eq!(report.rows_ingested, 20);
+    assert_eq!(
+        report.bad_rows,
+        vec![BadRow {
+            line: 24,
+            reason: BadRowReason::FieldCount {
+                expected: 19,
+                found: 5
+            }
+        }]
+    );
+    let rows = env
+        .vault
+        .patient_rows(CHI_A, "smr01", "sat_location_ward_details")
+        .unwrap();
+    let wards: Vec<String> = rows.iter().map(|r| r.fields[0].value.to_string()).collect();
+    assert!(wards.contains(&"ward\r\n7".to_string()), "{wards:?}");
+    // Satellite rows remember their line: E0020 moved from line 21 to line 23.
+    let rows = env
+        .vault
+        .patient_rows(CHI_A, "smr01", "sat_time_admissions_date")
+        .unwrap();
+    let e20 = rows
+        .iter()
+        .find(|r| r.parent == hub_key(HubKind::Time, "E0020"))
+        .unwrap();
+    assert_eq!(e20.line, 23);
 }

@@ -75,14 +75,22 @@ fn tag_maps_are_stored_checked_and_resolved() {
         "{e}"
     );
     let mut bad = tags.clone();
-    bad.entry("X".into()).or_default().insert("not_a_satellite".into());
+    bad.entry("X".into())
+        .or_default()
+        .insert("not_a_satellite".into());
     assert!(matches!(
         env.vault.set_tags("smr01", &bad),
         Err(VaultError::UnknownSatellite { .. })
     ));
     let mut twice = TagMap::new();
-    twice.insert("leg".into(), BTreeSet::from(["sat_object_operations_details".into()]));
-    twice.insert("LEG".into(), BTreeSet::from(["sat_object_conditions_details".into()]));
+    twice.insert(
+        "leg".into(),
+        BTreeSet::from(["sat_object_operations_details".into()]),
+    );
+    twice.insert(
+        "LEG".into(),
+        BTreeSet::from(["sat_object_conditions_details".into()]),
+    );
     assert!(matches!(
         env.vault.set_tags("smr01", &twice),
         Err(VaultError::InvalidTagMap { .. })
@@ -115,7 +123,10 @@ fn bundle_holds_exactly_the_tagged_satellites_of_one_patient() {
         .collect();
     assert_eq!(
         sats,
-        ["sat_object_operations_details", "sat_person_demographic_details"]
+        [
+            "sat_object_operations_details",
+            "sat_person_demographic_details"
+        ]
     );
     let rows = all_rows(&env);
     for s in &bundle.satellites {
@@ -166,13 +177,23 @@ fn every_tag_set_for_every_patient_gives_exactly_its_satellites() {
                 .into_iter()
                 .filter(|s| rows.contains_key(&(patient, "smr01".to_string(), s.clone())))
                 .collect();
-            let got: BTreeSet<String> =
-                bundle.satellites.iter().map(|s| s.satellite.clone()).collect();
+            let got: BTreeSet<String> = bundle
+                .satellites
+                .iter()
+                .map(|s| s.satellite.clone())
+                .collect();
             assert_eq!(got, expected, "{chi} {tags:?}");
             for s in &bundle.satellites {
                 let stored = &rows[&(patient, s.source.clone(), s.satellite.clone())];
-                let got: Vec<_> = s.rows.iter().map(|r| (r.parent, r.fields.clone())).collect();
-                let want: Vec<_> = stored.iter().map(|r| (r.parent, r.fields.clone())).collect();
+                let got: Vec<_> = s
+                    .rows
+                    .iter()
+                    .map(|r| (r.parent, r.fields.clone()))
+                    .collect();
+                let want: Vec<_> = stored
+                    .iter()
+                    .map(|r| (r.parent, r.fields.clone()))
+                    .collect();
                 assert_eq!(got, want, "{chi} {}", s.satellite);
             }
         }
@@ -269,12 +290,18 @@ fn sealed_bundles_in_the_consumer_zone() {
     // A wrong key fails.
     let mut wrong = key;
     wrong[31] ^= 0x01;
-    assert!(matches!(open_bundle(&loaded, &wrong), Err(VaultError::Unseal)));
+    assert!(matches!(
+        open_bundle(&loaded, &wrong),
+        Err(VaultError::Unseal)
+    ));
     // Any flipped bit of the ciphertext fails.
     for i in [0, loaded.ciphertext.len() / 2, loaded.ciphertext.len() - 1] {
         let mut t = loaded.clone();
         t.ciphertext[i] ^= 0x04;
-        assert!(matches!(open_bundle(&t, &key), Err(VaultError::Unseal)), "byte {i}");
+        assert!(
+            matches!(open_bundle(&t, &key), Err(VaultError::Unseal)),
+            "byte {i}"
+        );
     }
     // A bundle moved under another id fails.
     let mut t = loaded.clone();

@@ -103,7 +103,10 @@ fn a_stage_left_by_a_crash_before_commit_is_dropped_on_open() {
     ingest_smr01(&env.vault);
     let before = dump(&env.db);
     // What a crash in the middle of streaming leaves: a staging tree, no ingest record.
-    let stage = env.db.open_tree("vault_stage_00000000000000000777").unwrap();
+    let stage = env
+        .db
+        .open_tree("vault_stage_00000000000000000777")
+        .unwrap();
     stage.insert(b"Hxxxx", b"half a row".to_vec()).unwrap();
     drop(stage);
     let vault = Vault::open(&env.db, VaultConfig::new("ustan")).unwrap();

@@ -111,20 +111,37 @@ fn large_file_ingests_in_bounded_memory() {
 
     // Progress: every 1024 rows, then a final call with everything.
     assert_eq!(calls.len() as u64, ROWS / 1024 + 1);
-    assert!(calls.windows(2).all(|w| w[0].rows < w[1].rows && w[0].bytes <= w[1].bytes));
+    assert!(
+        calls
+            .windows(2)
+            .all(|w| w[0].rows < w[1].rows && w[0].bytes <= w[1].bytes)
+    );
     let last = calls.last().unwrap();
     assert!(last.done);
-    assert_eq!((last.rows, last.bytes, last.total_bytes), (ROWS, size, Some(size)));
+    assert_eq!(
+        (last.rows, last.bytes, last.total_bytes),
+        (ROWS, size, Some(size))
+    );
 
     // Raw zone: the whole file, with its hash.
     assert_eq!(report.raw_sha256, file_hash);
     assert_eq!(report.raw_bytes, size);
     let mut w = HashWriter(Sha256::new());
-    assert_eq!(env.vault.export_raw(report.ingest_id, &mut w).unwrap(), size);
+    assert_eq!(
+        env.vault.export_raw(report.ingest_id, &mut w).unwrap(),
+        size
+    );
     assert_eq!(Hash32(w.0.finalize().into()), file_hash);
 
     // Profile: exact where small, estimated (and saying so) where not.
-    let col = |n: &str| report.profile.columns.iter().find(|c| c.column == n).unwrap();
+    let col = |n: &str| {
+        report
+            .profile
+            .columns
+            .iter()
+            .find(|c| c.column == n)
+            .unwrap()
+    };
     assert_eq!(col("chi").distinct, Distinct::Exact(PATIENTS));
     assert_eq!(col("specialty").distinct, Distinct::Exact(5));
     assert!(col("specialty").top_exact);
@@ -141,12 +158,16 @@ fn large_file_ingests_in_bounded_memory() {
         .patient_rows("1000000007", "large", "sat_event_admission_core")
         .unwrap();
     assert_eq!(rows.len() as u64, ROWS / PATIENTS);
-    assert!(rows.iter().any(|r| r.parent == hub_key(HubKind::Event, "E0000007")));
+    assert!(
+        rows.iter()
+            .any(|r| r.parent == hub_key(HubKind::Event, "E0000007"))
+    );
     assert!(env.vault.hub(&patient_key("1000000007")).unwrap().is_some());
     // No staging tree is left behind.
-    assert!(env
-        .db
-        .tree_names()
-        .iter()
-        .all(|n| !n.starts_with(b"vault_stage_")));
+    assert!(
+        env.db
+            .tree_names()
+            .iter()
+            .all(|n| !n.starts_with(b"vault_stage_"))
+    );
 }

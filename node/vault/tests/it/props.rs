@@ -4,8 +4,8 @@ use proptest::prelude::*;
 use sphr_crypto::cbor::{from_slice, to_vec};
 use sphr_crypto::hash::Hash32;
 use sphr_vault::{
-    BUNDLE_VERSION, Bundle, Date, Field, HubKind, HubRecord, HubRef, LinkRecord, SatKey,
-    SatRecord, SatRow, SatelliteRows, SealedBundle, TagMap, Value, open_bundle, seal_bundle,
+    BUNDLE_VERSION, Bundle, Date, Field, HubKind, HubRecord, HubRef, LinkRecord, SatKey, SatRecord,
+    SatRow, SatelliteRows, SealedBundle, TagMap, Value, open_bundle, seal_bundle,
 };
 
 fn hash32() -> impl Strategy<Value = Hash32> {
@@ -103,7 +103,11 @@ where
 {
     let bytes = to_vec(v).unwrap();
     let back: T = from_slice(&bytes, 1 << 20).unwrap();
-    assert_eq!(to_vec(&back).unwrap(), bytes, "re-encoding is byte-identical");
+    assert_eq!(
+        to_vec(&back).unwrap(),
+        bytes,
+        "re-encoding is byte-identical"
+    );
     back
 }
 

@@ -50,8 +50,7 @@ fn smr01_gives_exactly_the_expected_vault() {
     assert!(report.bad_rows.is_empty());
     assert_eq!(report.raw_sha256, sha256(&raw));
     assert_eq!(report.raw_bytes, raw.len() as u64);
-    let hubs_new: BTreeMap<HubKind, u64> =
-        report.hubs_new.iter().map(|h| (h.hub, h.new)).collect();
+    let hubs_new: BTreeMap<HubKind, u64> = report.hubs_new.iter().map(|h| (h.hub, h.new)).collect();
     assert_eq!(
         hubs_new,
         BTreeMap::from([
@@ -206,8 +205,20 @@ fn smr01_gives_exactly_the_expected_vault() {
     assert_eq!(
         demo,
         vec![
-            vec![Value::Int(2), Value::Int(72), text("1A"), text("B"), text("KY16 9AJ")],
-            vec![Value::Int(2), Value::Int(73), text("1A"), text("B"), text("KY16 9AJ")],
+            vec![
+                Value::Int(2),
+                Value::Int(72),
+                text("1A"),
+                text("B"),
+                text("KY16 9AJ")
+            ],
+            vec![
+                Value::Int(2),
+                Value::Int(73),
+                text("1A"),
+                text("B"),
+                text("KY16 9AJ")
+            ],
         ]
     );
     assert!(rows.iter().all(|r| r.parent == patient_key(CHI_A)));
@@ -259,11 +270,16 @@ fn smr01_gives_exactly_the_expected_vault() {
     let wards: BTreeSet<String> = rows.iter().map(|r| r.fields[0].value.to_string()).collect();
     assert_eq!(
         wards,
-        BTreeSet::from(["ccu".to_string(), "day unit".to_string(), "ward 12".to_string()])
+        BTreeSet::from([
+            "ccu".to_string(),
+            "day unit".to_string(),
+            "ward 12".to_string()
+        ])
     );
-    assert!(rows
-        .iter()
-        .all(|r| r.parent == hub_key(HubKind::Location, "G107H")));
+    assert!(
+        rows.iter()
+            .all(|r| r.parent == hub_key(HubKind::Location, "G107H"))
+    );
 
     // Patient D's conditions: the event's specialty is in another satellite.
     let rows = env
@@ -398,7 +414,10 @@ fn re_ingesting_the_same_file_adds_nothing_but_its_record() {
     let raw = read_fixture("smr01.csv");
     for id in [first.ingest_id, second.ingest_id] {
         let mut out = Vec::new();
-        assert_eq!(env.vault.export_raw(id, &mut out).unwrap(), raw.len() as u64);
+        assert_eq!(
+            env.vault.export_raw(id, &mut out).unwrap(),
+            raw.len() as u64
+        );
         assert_eq!(out, raw);
     }
 }
