@@ -317,11 +317,11 @@ impl Dispatch {
         let Some(orderer) = &self.orderer else {
             return self.drop_msg("not_a_consenter");
         };
-        let Some(sender_id) = self.raft_id_of(&from) else {
-            return self.drop_msg("sender_not_a_consenter");
-        };
         match msg {
             PeerMsg::Raft(bytes) => {
+                let Some(sender_id) = self.raft_id_of(&from) else {
+                    return self.drop_msg("sender_not_a_consenter");
+                };
                 let m = match sphr_orderer::decode_message(&bytes, self.max_raft_bytes) {
                     Ok(m) => m,
                     Err(_) => return self.drop_msg("undecodable_raft"),
@@ -333,6 +333,8 @@ impl Dispatch {
                     self.drop_msg("orderer_busy");
                 }
             }
+            // Any genesis node may hand transactions to a consenter (the p2p layer admits
+            // only genesis nodes); the committers validate every one of them.
             PeerMsg::Txs(txs) => {
                 let txs: Vec<Vec<u8>> = txs.into_iter().map(|t| t.into_vec()).collect();
                 if orderer.submit_batch(txs).is_err() {

@@ -353,3 +353,54 @@ async fn strangers_are_refused_and_bad_peer_messages_are_dropped_and_counted() {
     assert_eq!(s.network_id, net.manifest.network_id);
     node0.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_that_is_not_a_consenter_follows_by_gossip_and_range_fetch() {
+    // Org1..Org3 order; Org4's node only follows. Any org may endorse.
+    let net = MultiNet::with_observers(4, 1, "ANY", 100, 500);
+    let mut nodes = Vec::new();
+    for i in 0..4 {
+        nodes.push(Some(net.start(i).await));
+    }
+    let clients: Vec<Client> = nodes
+        .iter()
+        .map(|n| net.client(n.as_ref().unwrap().api_addr()))
+        .collect();
+    wait_connected(&clients[..3], 3).await;
+    assert!(nodes[3].as_ref().unwrap().raft_status().is_none());
+
+    // Committed at a consenter: the follower gets it.
+    let r = clients[0]
+        .submit(&net.proposal(0, "put", &["a", "1"]), true)
+        .await
+        .unwrap();
+    converge(&clients, r.block.unwrap(), Duration::from_secs(30)).await;
+    // Submitted at the follower: forwarded to a consenter, and the follower's client is told
+    // when the block reaches the follower.
+    let r = clients[3]
+        .submit(&net.proposal(3, "put", &["b", "2"]), true)
+        .await
+        .unwrap();
+    assert_eq!(r.code.as_deref(), Some("VALID"));
+    let q = clients[3].query(&net.proposal(3, "get", &["b"])).await.unwrap();
+    assert_eq!(hex::decode(q.response_hex).unwrap(), b"2");
+
+    // Down while 30 blocks commit, then back: it fills the gap by range fetch.
+    nodes[3].take().unwrap().shutdown().await;
+    let mut last = 0;
+    for k in 0..30 {
+        let r = clients[k % 3]
+            .submit(&net.proposal(k % 3, "put", &[&format!("g{k}"), "x"]), true)
+            .await
+            .unwrap();
+        last = r.block.unwrap();
+    }
+    let back = net.start(3).await;
+    let mut all = clients[..3].to_vec();
+    all.push(net.client(back.api_addr()));
+    converge(&all, last, Duration::from_secs(60)).await;
+    back.shutdown().await;
+    for n in nodes.into_iter().flatten() {
+        n.shutdown().await;
+    }
+}

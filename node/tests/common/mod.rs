@@ -240,6 +240,18 @@ pub struct MultiNet {
 
 impl MultiNet {
     pub fn new(orgs: usize, policy: &str, max_tx: u32, snapshot_interval: u64) -> MultiNet {
+        Self::with_observers(orgs, 0, policy, max_tx, snapshot_interval)
+    }
+
+    /// Like `new`, with the last `observers` orgs' nodes not consenters (they follow by gossip
+    /// and range fetch).
+    pub fn with_observers(
+        orgs: usize,
+        observers: usize,
+        policy: &str,
+        max_tx: u32,
+        snapshot_interval: u64,
+    ) -> MultiNet {
         let dir = tempfile::tempdir().unwrap();
         let mut spec = format!(
             "network = \"multi\"\n[block]\nmax_tx = {max_tx}\nbatch_timeout_ms = 10\n\
@@ -247,10 +259,11 @@ impl MultiNet {
         );
         for i in 1..=orgs {
             spec.push_str(&format!(
-                "[[orgs]]\nname = \"Org{i}\"\n[[orgs.nodes]]\nname = \"node\"\napi_port = {}\np2p_port = {}\nops_port = {}\n[[orgs.users]]\nname = \"user\"\nrole = \"client\"\n",
+                "[[orgs]]\nname = \"Org{i}\"\n[[orgs.nodes]]\nname = \"node\"\napi_port = {}\np2p_port = {}\nops_port = {}\nconsenter = {}\n[[orgs.users]]\nname = \"user\"\nrole = \"client\"\n",
                 free_port(),
                 free_port(),
-                free_port()
+                free_port(),
+                i <= orgs - observers
             ));
         }
         spec.push_str(&format!(
