@@ -15,6 +15,7 @@
 //! sled, libp2p or HTTP.
 
 pub mod consent;
+pub mod healthcare;
 pub mod kv;
 
 use std::collections::BTreeMap;
@@ -149,6 +150,7 @@ impl Registry {
         let mut r = Self::new();
         r.register(Arc::new(kv::KvContract));
         r.register(Arc::new(consent::ConsentContract));
+        r.register(Arc::new(healthcare::HealthcareContract));
         r
     }
 
