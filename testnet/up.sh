@@ -94,6 +94,8 @@ fi
 
 echo "== testnet up: $n nodes"
 while read -r pid id api; do
-  echo "  $id  https://$api  (pid $pid, log $run/${id#*@}.log)"
+  ops="$(sed -n 's/^sphr-node operations //p' "$run/${id#*@}.out" | head -n 1)"
+  echo "  $id  https://$api  ops ${ops:--}  (pid $pid, log $run/${id#*@}.log)"
 done <"$run/pids"
 echo "client: $bin invoke --network $run/network --node <name@org> kv put key value"
+echo "metrics: prometheus --config.file=configs/prometheus/prometheus.yml (scrapes the ops ports)"

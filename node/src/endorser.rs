@@ -20,6 +20,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use sphr_contracts::{
     Caller, Contract, ContractError, Ctx, MAX_EVENTS, MAX_KEY_LEN, MAX_RANGE_LEN, MAX_VALUE_LEN,
@@ -33,6 +34,7 @@ use sphr_types::{
 };
 
 use crate::identity::Identity;
+use crate::metrics::Metrics;
 
 /// How far a proposal's timestamp may be from the endorser's clock.
 pub const MAX_CLOCK_SKEW_MS: u64 = 5 * 60 * 1000;
@@ -109,6 +111,7 @@ pub struct Endorser {
     registry: Registry,
     identity: Identity,
     verified_certs: Mutex<BTreeMap<Hash32, (String, u64, u64)>>,
+    metrics: Option<Metrics>,
 }
 
 impl Endorser {
@@ -125,6 +128,23 @@ impl Endorser {
             registry,
             identity,
             verified_certs: Mutex::new(BTreeMap::new()),
+            metrics: None,
+        }
+    }
+
+    /// Observes endorsement durations in `sphr_endorser_endorsement_duration_seconds`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Records one endorsement of a checked proposal of `contract` (a contract of genesis,
+    /// so the label is bounded), begun at `started`.
+    pub fn observe(&self, contract: &str, started: Instant, ok: bool) {
+        if let Some(m) = &self.metrics {
+            m.endorser_endorsement_duration_seconds
+                .with_label_values(&[contract, if ok { "ok" } else { "error" }])
+                .observe(started.elapsed().as_secs_f64());
         }
     }
 
@@ -198,6 +218,14 @@ impl Endorser {
         Ok(p)
     }
 
+    /// Whether `function` of `contract` only reads (unknown ones: no).
+    pub fn is_query(&self, contract: &str, function: &str) -> bool {
+        self.registry
+            .get(contract)
+            .map(|c| c.is_query(function))
+            .unwrap_or(false)
+    }
+
     /// Checks, simulates on `state` and signs.
     pub fn endorse(
         &self,
@@ -205,8 +233,12 @@ impl Endorser {
         sp: &SignedProposal,
         now_ms: u64,
     ) -> Result<Endorsed, EndorseError> {
+        let started = Instant::now();
         let proposal = self.check(sp, now_ms)?;
-        self.simulate_and_sign(state, sp, proposal)
+        let contract = proposal.contract.clone();
+        let endorsed = self.simulate_and_sign(state, sp, proposal);
+        self.observe(&contract, started, endorsed.is_ok());
+        endorsed
     }
 
     /// Simulates an already-checked proposal and signs the outcome.

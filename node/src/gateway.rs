@@ -12,19 +12,25 @@
 //!
 //! The answer `COMMITTED` is given only after the block holding the tx was written and
 //! flushed: an acknowledged transaction survives `kill -9`.
+//!
+//! On shutdown, [`Gateway::stop_accepting`] makes new submissions fail with
+//! [`GatewayError::Stopped`] (503 `stopping`) and ends commit event streams, while
+//! submissions already handed to the orderer still get their answer.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sphr_crypto::hash::Hash32;
 use sphr_orderer::{OrdererHandle, SubmitError};
 use sphr_types::{Policy, ProposalResponse, SignedProposal, Transaction, ValidationCode};
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::{broadcast, oneshot, watch};
 use tokio::task::JoinSet;
 
 use crate::api::model::CommitEvent;
 use crate::endorser::{EndorseError, Endorser, StateSource};
+use crate::metrics::Metrics;
 
 /// Why a submission or query failed. Each variant maps to one HTTP status.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +57,9 @@ pub enum GatewayError {
     /// behind): 409, retry.
     #[error("the endorsement of {org} does not match this node's result ({why}); retry")]
     EndorsementMismatch { org: String, why: String },
+    /// The function changes state and cannot be evaluated as a query: 400.
+    #[error("{contract}.{function} is not a query function: submit it as a transaction")]
+    NotAQuery { contract: String, function: String },
     /// The node is shutting down: 503.
     #[error("node is shutting down")]
     Stopped,
@@ -63,6 +72,9 @@ pub enum GatewayError {
     #[error("ledger unavailable: {0}")]
     Ledger(String),
 }
+
+/// How many times a submission is simulated when another org's result differs.
+const MAX_ENDORSE_ATTEMPTS: u64 = 4;
 
 /// Where and how a transaction committed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,6 +197,8 @@ impl TxSink for OrdererHandle {
 pub trait TxLookup: Send + Sync {
     /// The block of a committed tx id, if any.
     fn committed_block(&self, tx_id: &Hash32) -> Result<Option<u64>, String>;
+    /// The ledger height.
+    fn height(&self) -> u64;
 }
 
 /// Endorses, orders and waits, for clients.
@@ -198,6 +212,9 @@ pub struct Gateway {
     commit_timeout: Duration,
     peers: Option<crate::p2p::Peers>,
     endorse_timeout: Duration,
+    metrics: Metrics,
+    accepting: AtomicBool,
+    stopping: watch::Sender<bool>,
 }
 
 impl Gateway {
@@ -212,6 +229,7 @@ impl Gateway {
         local_org: String,
         commit_timeout: Duration,
         peers: Option<crate::p2p::Peers>,
+        metrics: Metrics,
     ) -> Self {
         Gateway {
             endorser,
@@ -223,6 +241,29 @@ impl Gateway {
             commit_timeout,
             peers,
             endorse_timeout: Duration::from_secs(10),
+            metrics,
+            accepting: AtomicBool::new(true),
+            stopping: watch::Sender::new(false),
+        }
+    }
+
+    /// Refuses new submissions and broadcasts from now on (503 `stopping`) and ends the
+    /// commit event streams. Submissions already accepted go on.
+    pub fn stop_accepting(&self) {
+        self.accepting.store(false, Ordering::Release);
+        self.stopping.send_replace(true);
+    }
+
+    /// Turns true when [`Gateway::stop_accepting`] is called (for long-lived streams).
+    pub fn stopping(&self) -> watch::Receiver<bool> {
+        self.stopping.subscribe()
+    }
+
+    fn check_accepting(&self) -> Result<(), GatewayError> {
+        if self.accepting.load(Ordering::Acquire) {
+            Ok(())
+        } else {
+            Err(GatewayError::Stopped)
         }
     }
 
@@ -242,6 +283,8 @@ impl Gateway {
         sp: SignedProposal,
         wait: bool,
     ) -> Result<SubmitOutcome, GatewayError> {
+        self.check_accepting()?;
+        let started = Instant::now();
         let now = crate::now_ms();
         let proposal = self.endorser.check(&sp, now)?;
         let tx_id = proposal.tx_id();
@@ -258,18 +301,36 @@ impl Gateway {
             .cloned()
             .ok_or_else(|| EndorseError::UnknownContract(proposal.contract.clone()))?;
         let orgs = genesis.org_names();
-        let endorsed = self
-            .endorser
-            .simulate_and_sign(self.state.as_ref(), &sp, proposal)?;
-        let endorsements = self
-            .collect_endorsements(
-                &policy,
-                &orgs,
-                &sp,
-                &endorsed.payload_bytes,
-                endorsed.endorsement,
-            )
-            .await?;
+        let contract = proposal.contract.clone();
+        // Another org's node may be a block ahead of this one and simulate on newer state:
+        // then simulate again once this node has caught up (a few times at most).
+        let mut attempt = 0;
+        let (endorsed, endorsements) = loop {
+            attempt += 1;
+            let height = self.lookup.height();
+            let endorsed =
+                self.endorser
+                    .simulate_and_sign(self.state.as_ref(), &sp, proposal.clone());
+            self.endorser.observe(&contract, started, endorsed.is_ok());
+            let endorsed = endorsed?;
+            match self
+                .collect_endorsements(
+                    &policy,
+                    &orgs,
+                    &sp,
+                    &endorsed.payload_bytes,
+                    endorsed.endorsement.clone(),
+                    height,
+                )
+                .await
+            {
+                Ok(e) => break (endorsed, e),
+                Err(GatewayError::EndorsementMismatch { .. }) if attempt < MAX_ENDORSE_ATTEMPTS => {
+                    tokio::time::sleep(Duration::from_millis(20 * attempt)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        };
         let tx = Transaction {
             signed_proposal: sp,
             response: endorsed.payload_bytes,
@@ -279,6 +340,11 @@ impl Gateway {
             .to_bytes()
             .map_err(|e| GatewayError::Endorse(EndorseError::Malformed(e.to_string())))?;
         let committed = self.order_and_wait(tx_id, bytes, wait).await?;
+        if committed.is_some() {
+            self.metrics
+                .gateway_submit_duration_seconds
+                .observe(started.elapsed().as_secs_f64());
+        }
         Ok(SubmitOutcome {
             tx_id,
             response: endorsed.payload.response,
@@ -295,6 +361,7 @@ impl Gateway {
         sp: &SignedProposal,
         payload: &[u8],
         local: sphr_types::Endorsement,
+        height: u64,
     ) -> Result<Vec<sphr_types::Endorsement>, GatewayError> {
         let mut endorsements = vec![local];
         let mut have = vec![self.local_org.clone()];
@@ -324,7 +391,7 @@ impl Gateway {
             let sp = sp.clone();
             let timeout = self.endorse_timeout;
             asks.spawn(async move {
-                let r = peers.endorse_at(&org, &sp, timeout).await;
+                let r = peers.endorse_at(&org, &sp, height, timeout).await;
                 (org, r)
             });
         }
@@ -387,6 +454,7 @@ impl Gateway {
         tx: Transaction,
         wait: bool,
     ) -> Result<SubmitOutcome, GatewayError> {
+        self.check_accepting()?;
         let proposal = self.endorser.check(&tx.signed_proposal, crate::now_ms())?;
         let tx_id = proposal.tx_id();
         if let Some(block) = self
@@ -447,8 +515,17 @@ impl Gateway {
         }
     }
 
-    /// Evaluates `sp` on committed state without ordering it; returns the response.
+    /// Evaluates `sp` on committed state without ordering it; returns the response. Only the
+    /// contract's query functions may be evaluated: a function that changes state (or that
+    /// must be recorded, such as a counted fetch) has to be submitted.
     pub fn query(&self, sp: &SignedProposal) -> Result<Vec<u8>, GatewayError> {
+        let p = self.endorser.check(sp, crate::now_ms())?;
+        if !self.endorser.is_query(&p.contract, &p.function) {
+            return Err(GatewayError::NotAQuery {
+                contract: p.contract,
+                function: p.function,
+            });
+        }
         let e = self
             .endorser
             .endorse(self.state.as_ref(), sp, crate::now_ms())?;

@@ -23,8 +23,8 @@
 //! validated; every file is created with `O_EXCL`, so an existing genesis is never overwritten,
 //! and `genesis.block` is written last and read back before `generate` returns.
 //!
-//! Users get no proxy re-encryption key yet (`pre_public_key: None`); the spec has no key for
-//! one, so a spec asking for it is refused rather than silently ignored.
+//! Every user gets a proxy re-encryption key (AFGH, `sphr_crypto::pre`) in its certificate and
+//! identity file; nodes get none.
 //!
 //! Certificates (sphr and X.509) start one hour before `now` to tolerate clock skew between
 //! the machine that runs `genesis` and the nodes.
@@ -43,6 +43,7 @@ use serde::{Deserialize, Serialize};
 use sphr_crypto::cert::{CertError, Certificate, CertificateBody, Role};
 use sphr_crypto::hash::Hash32;
 use sphr_crypto::keys::{KeyError, SecretKey};
+use sphr_crypto::pre::PreSecretKey;
 use sphr_types::genesis::{GenesisError as ConfigError, MAX_GENESIS_BYTES};
 use sphr_types::{
     Block, BlockCutting, ContractConfig, GenesisConfig, NodeConfig, OrgConfig, Policy, RaftTimings,
@@ -1001,6 +1002,13 @@ pub fn generate(
 
         for user in &org.users {
             let key = new_key(&format!("user {}@{}", user.name, org.name))?;
+            // Every person gets a proxy re-encryption key: sealed fields and bundle keys are
+            // sealed to it, and patients delegate with it.
+            let pre = PreSecretKey::generate().map_err(|e| GenesisError::InvalidSpec {
+                path: None,
+                key: format!("orgs.{}.users.{}", org.name, user.name),
+                why: format!("cannot generate a proxy re-encryption key: {e}"),
+            })?;
             let (cert, _) = issue(
                 &ca,
                 CertificateBody {
@@ -1008,12 +1016,12 @@ pub fn generate(
                     org: org.name.clone(),
                     role: user.role,
                     public_key: key.public_key(),
-                    pre_public_key: None,
+                    pre_public_key: Some(pre.public_key().to_bytes().to_vec()),
                     not_before,
                     not_after,
                 },
             )?;
-            let id = Identity::new(cert, key)?;
+            let id = Identity::new(cert, key)?.with_pre(pre)?;
             let path = org_dir.join("users").join(&user.name).join("identity.json");
             files.push(OutFile::secret(path.clone(), id.to_json()?));
             m_users.push(ManifestUser {
@@ -1364,7 +1372,7 @@ mod tests {
                 let id = Identity::load(&p).unwrap();
                 id.cert.verify(&ca_key, now_s).unwrap();
                 assert_eq!(id.cert.body.role, user.role);
-                assert_eq!(id.cert.body.pre_public_key, None);
+                assert!(id.cert.body.pre_public_key.is_some() == id.pre.is_some());
                 let m = manifest.user(&org.name, &user.name).unwrap();
                 assert_eq!(out.join(&m.identity), p);
                 // Signed by its own org's CA, not another's.

@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sphr_crypto::cert::{CertError, Certificate};
 use sphr_crypto::keys::{KeyError, PublicKey, SecretKey};
+use sphr_crypto::pre::PreSecretKey;
 use sphr_types::GenesisConfig;
 use zeroize::Zeroizing;
 
@@ -124,6 +125,9 @@ pub struct Identity {
     pub cert: Certificate,
     /// The holder's ed25519 key: its public key is `cert.body.public_key`.
     pub key: SecretKey,
+    /// The holder's proxy re-encryption key, when the certificate carries its public half
+    /// (people who receive sealed data: patients, professionals). Nodes have none.
+    pub pre: Option<PreSecretKey>,
 }
 
 /// The JSON on disk. `secret_key` is moved into a wiped buffer as soon as it is read.
@@ -132,14 +136,35 @@ pub struct Identity {
 struct IdentityFile {
     certificate: String,
     secret_key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pre_secret_key: Option<String>,
 }
 
 impl Identity {
     /// Pairs a certificate with its key, refusing a key that is not the certificate's.
     pub fn new(cert: Certificate, key: SecretKey) -> Result<Self, IdentityError> {
-        let id = Identity { cert, key };
+        let id = Identity {
+            cert,
+            key,
+            pre: None,
+        };
         id.check_key(&id.cert.name())?;
         Ok(id)
+    }
+
+    /// Adds the proxy re-encryption secret key, refusing one whose public key is not the one
+    /// in the certificate.
+    pub fn with_pre(mut self, pre: PreSecretKey) -> Result<Self, IdentityError> {
+        let want = self.cert.body.pre_public_key.as_deref();
+        let got = pre.public_key().to_bytes();
+        if want != Some(got.as_slice()) {
+            return Err(IdentityError::Malformed {
+                path: std::path::PathBuf::from(self.name()),
+                why: "the proxy re-encryption key is not the one in the certificate".into(),
+            });
+        }
+        self.pre = Some(pre);
+        Ok(self)
     }
 
     /// `subject@org`.
@@ -235,7 +260,9 @@ impl Identity {
         let IdentityFile {
             certificate,
             secret_key,
+            pre_secret_key,
         } = parsed;
+        let pre_secret_key = pre_secret_key.map(Zeroizing::new);
         let secret_key = Zeroizing::new(secret_key);
         let cert_bytes = hex::decode(certificate.trim())
             .map_err(|e| malformed(format!("\"certificate\" is not hex: {e}")))?;
@@ -254,9 +281,28 @@ impl Identity {
             path: path.to_path_buf(),
             source,
         })?;
-        let id = Identity { cert, key };
+        let id = Identity {
+            cert,
+            key,
+            pre: None,
+        };
         id.check_key(&path.display().to_string())?;
-        Ok(id)
+        match pre_secret_key {
+            None => Ok(id),
+            Some(hex_key) => {
+                let bytes = Zeroizing::new(
+                    hex::decode(hex_key.trim())
+                        .map_err(|_| malformed("\"pre_secret_key\" is not hex".into()))?,
+                );
+                let pre = PreSecretKey::from_bytes(&bytes)
+                    .map_err(|e| malformed(format!("\"pre_secret_key\": {e}")))?;
+                id.with_pre(pre).map_err(|_| {
+                    malformed(
+                        "\"pre_secret_key\" does not match the certificate's pre_public_key".into(),
+                    )
+                })
+            }
+        }
     }
 
     /// The identity file's bytes (JSON), in a buffer wiped on drop.
@@ -270,11 +316,18 @@ impl Identity {
         struct Out<'a> {
             certificate: String,
             secret_key: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            pre_secret_key: Option<&'a str>,
         }
+        let pre_hex = self
+            .pre
+            .as_ref()
+            .map(|p| Zeroizing::new(hex::encode(p.to_bytes().as_slice())));
         let mut json = Zeroizing::new(
             serde_json::to_vec_pretty(&Out {
                 certificate: hex::encode(cert_bytes),
                 secret_key: secret_hex.as_str(),
+                pre_secret_key: pre_hex.as_ref().map(|h| h.as_str()),
             })
             .map_err(|e| IdentityError::Encoding(format!("identity of {}: {e}", self.name())))?,
         );

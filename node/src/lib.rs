@@ -13,6 +13,8 @@
 //!
 //! Modules, one per stage: [`config`], [`genesis`], [`identity`], [`tls`], [`endorser`],
 //! [`gateway`], [`service`] (wires the stages and owns shutdown), [`api`], [`client`].
+//! Operations: [`ops`] (the operations endpoint: metrics, health, version, log filter),
+//! [`metrics`], [`health`], [`logging`], [`systemd`] (the sd_notify protocol).
 
 pub mod api;
 pub mod client;
@@ -20,11 +22,15 @@ pub mod config;
 pub mod endorser;
 pub mod gateway;
 pub mod genesis;
+pub mod health;
 pub mod identity;
+pub mod logging;
 pub mod metrics;
+pub mod ops;
 pub mod p2p;
 pub mod service;
 pub mod sync;
+pub mod systemd;
 pub mod tls;
 
 /// Unix time in milliseconds from the system clock (0 if the clock is before 1970).

@@ -1,4 +1,9 @@
 //! `sphr-node`: the node daemon and its command-line client.
+//!
+//! `sphr-node run` prints `sphr-node operations <url>` and then `sphr-node serving <url>` on
+//! stdout once both ports serve, and tells systemd `READY=1` (Type=notify); on SIGTERM or
+//! SIGINT it tells systemd `STOPPING=1`, stops gracefully and exits 0. A config that does not
+//! validate exits with 78 (EX_CONFIG), which the unit file does not restart.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -7,12 +12,17 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
 use sphr_crypto::hash::Hash32;
 use sphr_node::client::{Client, make_proposal};
-use sphr_node::config::NodeConfig;
+use sphr_node::config::{ConfigError, NodeConfig};
 use sphr_node::genesis::{GenesisSpec, NetworkManifest};
 use sphr_node::identity::Identity;
+use sphr_node::logging::LogControl;
 
 /// The dev network spec, built in so that `sphr-node dev` needs no files.
 const DEV_SPEC: &str = include_str!("../../genesis/dev.toml");
+
+/// Exit status for a configuration that does not validate (sysexits.h EX_CONFIG); the systemd
+/// unit lists it in RestartPreventExitStatus, since restarting cannot fix a config.
+const EXIT_CONFIG: u8 = 78;
 
 #[derive(Parser)]
 #[command(
@@ -61,6 +71,8 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Print the metrics reference (docs/metrics.md), generated from the registered metrics.
+    MetricsDoc,
     /// Submit a transaction: endorse, order, and wait for its commit.
     Invoke {
         #[command(flatten)]
@@ -273,42 +285,72 @@ fn print_response(hex_response: &str) {
     }
 }
 
-fn init_logging(filter: &str, format: &str) {
-    let env = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(filter))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(env)
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
+/// SIGTERM and SIGINT, installed before the node starts so that a signal during start is
+/// handled (after start) rather than killing the process half-way.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("install SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("install SIGINT handler")?,
+        })
+    }
+
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
     }
 }
 
-async fn wait_for_signal() -> Result<&'static str> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("install SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("install SIGINT handler")?;
-    Ok(tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    })
-}
-
 async fn run_node(cfg: NodeConfig) -> Result<()> {
-    init_logging(&cfg.log.filter, &cfg.log.format);
-    let node = sphr_node::service::start(&cfg).await?;
+    let log = LogControl::init(&cfg.log.filter, &cfg.log.format)?;
+    let mut signals = Signals::install()?;
+    let node = sphr_node::service::start_with(&cfg, log).await?;
+    if let Some(url) = node.ops_url() {
+        println!("sphr-node operations {url}");
+    }
     println!(
         "sphr-node serving https://{} (network {})",
         node.api_addr(),
         node.network_id()
     );
-    let sig = wait_for_signal().await?;
+    sphr_node::systemd::notify_or_warn(&format!(
+        "READY=1\nSTATUS=serving https://{}, height {}",
+        node.api_addr(),
+        node.ledger().height()
+    ));
+    let sig = signals.recv().await;
     tracing::info!(target: "sphr::service", signal = sig, "stopping");
+    sphr_node::systemd::notify_or_warn("STOPPING=1\nSTATUS=stopping: draining the orderer");
     node.shutdown().await;
     Ok(())
+}
+
+/// Loads a config; a config error becomes exit status 78.
+fn load_config(path: &Path) -> std::result::Result<NodeConfig, ConfigError> {
+    NodeConfig::load(path)
+}
+
+fn config_failure(e: &ConfigError) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::from(EXIT_CONFIG)
+}
+
+/// The ops listen address `config init` writes: the manifest's when it is an ip:port,
+/// else loopback on its port.
+fn ops_listen_for(ops_addr: &str) -> String {
+    if ops_addr.parse::<std::net::SocketAddr>().is_ok() {
+        return ops_addr.to_string();
+    }
+    let port = ops_addr.rsplit_once(':').map(|(_, p)| p).unwrap_or("9443");
+    format!("127.0.0.1:{port}")
 }
 
 fn abs(p: &Path) -> Result<PathBuf> {
@@ -333,6 +375,8 @@ fn config_init(network: &Path, node: &str, data_dir: &Path, out: &Path) -> Resul
          # configs/node.toml.\n\
          [node]\ngenesis = \"{g}\"\nidentity = \"{i}\"\ndata_dir = \"{d}\"\n\n\
          [api]\nlisten = \"{a}\"\ntls_cert = \"{c}\"\ntls_key = \"{k}\"\n\n\
+         [ops]\n# Operations endpoint (/metrics, /healthz, /version, /logspec), plain HTTP.\n\
+         listen = \"{o}\"\n\n\
          [p2p]\nlisten = \"{p}\"\n",
         org = n.org,
         g = net.join(&m.genesis_block).display(),
@@ -341,6 +385,7 @@ fn config_init(network: &Path, node: &str, data_dir: &Path, out: &Path) -> Resul
         a = n.api_addr,
         c = net.join(&n.tls_cert).display(),
         k = net.join(&n.tls_key).display(),
+        o = ops_listen_for(&n.ops_addr),
         p = n.p2p_addr,
     );
     let mut f = std::fs::OpenOptions::new()
@@ -370,8 +415,14 @@ fn dev_setup(dir: &Path) -> Result<PathBuf> {
         let toml = format!(
             "# Made by `sphr-node dev`; see configs/node.toml for every key.\n\
              [node]\ngenesis = \"network/{}\"\nidentity = \"network/{}\"\ndata_dir = \"data\"\n\n\
-             [api]\nlisten = \"{}\"\ntls_cert = \"network/{}\"\ntls_key = \"network/{}\"\n",
-            m.genesis_block, n.identity, n.api_addr, n.tls_cert, n.tls_key
+             [api]\nlisten = \"{}\"\ntls_cert = \"network/{}\"\ntls_key = \"network/{}\"\n\n\
+             [ops]\nlisten = \"{}\"\n",
+            m.genesis_block,
+            n.identity,
+            n.api_addr,
+            n.tls_cert,
+            n.tls_key,
+            ops_listen_for(&n.ops_addr)
         );
         std::fs::write(&cfg_path, toml).with_context(|| format!("write {}", cfg_path.display()))?;
     }
@@ -506,12 +557,18 @@ fn main() -> ExitCode {
     let result: Result<ExitCode> = rt.block_on(async move {
         match cli.command {
             Command::Run { config } => {
-                let cfg = NodeConfig::load(&config)?;
+                let cfg = match load_config(&config) {
+                    Ok(c) => c,
+                    Err(e) => return Ok(config_failure(&e)),
+                };
                 run_node(cfg).await.map(|_| ExitCode::SUCCESS)
             }
             Command::Dev { dir } => {
                 let cfg_path = dev_setup(&dir)?;
-                let cfg = NodeConfig::load(&cfg_path)?;
+                let cfg = match load_config(&cfg_path) {
+                    Ok(c) => c,
+                    Err(e) => return Ok(config_failure(&e)),
+                };
                 eprintln!(
                     "dev node: config {}; try: sphr-node invoke --network {} kv put greeting hello",
                     cfg_path.display(),
@@ -549,9 +606,16 @@ fn main() -> ExitCode {
             }
             Command::Config {
                 command: ConfigCommand::Check { file },
-            } => {
-                NodeConfig::load(&file)?;
-                println!("{}: ok", file.display());
+            } => match load_config(&file) {
+                Ok(_) => {
+                    println!("{}: ok", file.display());
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => Ok(config_failure(&e)),
+            },
+            Command::MetricsDoc => {
+                let m = sphr_node::metrics::Metrics::new()?;
+                print!("{}", m.reference_markdown());
                 Ok(ExitCode::SUCCESS)
             }
             other => client_command(other).await,

@@ -5,7 +5,7 @@
 //!   sphr-p2p Inbound ──> dispatcher task
 //!      Raft  { PeerMsg::Raft(raft-rs message) } ──sender is that Raft id?──> orderer.step
 //!            { PeerMsg::Txs(txs) }              ──(a follower forwards)───> orderer.submit_batch
-//!      Request Endorse  (SignedProposal)  ──> endorser (on committed state) ──> ProposalResponse
+//!      Request Endorse  (EndorseRequest)  ──> wait for the gateway's height ──> endorser ──> ProposalResponse
 //!      Request Blocks   (BlockRange)      ──> ledger: up to 256 blocks / 8 MiB ──> BlockRecords
 //!      Gossip  Blocks   (BlockRecord)     ──> sync (nodes that are not consenters)
 //!   orderer ──Transport::send / forward_txs──> P2pHandle::send_raft (never blocks)
@@ -42,6 +42,20 @@ pub enum PeerMsg {
     /// Transactions a follower forwards to the leader.
     Txs(Vec<ByteBuf>),
 }
+
+/// An endorsement request between nodes: the signed proposal, and the gateway's ledger height
+/// when it simulated. The endorser first waits (bounded) until it has committed that height,
+/// so that a lagging endorser does not simulate on older state and fail the match.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct EndorseRequest {
+    /// CBOR of the `SignedProposal`.
+    pub proposal: ByteBuf,
+    /// The gateway's height.
+    pub min_height: u64,
+}
+
+/// How long an endorser waits to reach a gateway's height before simulating anyway.
+pub const ENDORSE_CATCH_UP: Duration = Duration::from_secs(3);
 
 /// A block range request: blocks `from..=to`.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -120,13 +134,18 @@ impl Peers {
         &self,
         org: &str,
         sp: &SignedProposal,
+        min_height: u64,
         timeout: Duration,
     ) -> Result<ProposalResponse, String> {
         let nodes = self.nodes_of(org);
         if nodes.is_empty() {
             return Err(format!("no node of {org} is connected"));
         }
-        let body = sp.to_bytes().map_err(|e| e.to_string())?;
+        let req = EndorseRequest {
+            proposal: ByteBuf::from(sp.to_bytes().map_err(|e| e.to_string())?),
+            min_height,
+        };
+        let body = sphr_types::encode(&req).map_err(|e| e.to_string())?;
         let mut last = String::new();
         for key in nodes {
             match self
@@ -347,10 +366,23 @@ impl Dispatch {
     fn on_request(&self, kind: Kind, body: &[u8]) -> Result<Vec<u8>, String> {
         match kind {
             Kind::Endorse => {
-                let sp = SignedProposal::from_bytes(body).map_err(|e| {
+                let req: EndorseRequest =
+                    sphr_types::decode(body, sphr_types::MAX_PROPOSAL_BYTES + 1024).map_err(
+                        |e| {
+                            self.drop_msg("undecodable_proposal");
+                            e.to_string()
+                        },
+                    )?;
+                let sp = SignedProposal::from_bytes(&req.proposal).map_err(|e| {
                     self.drop_msg("undecodable_proposal");
                     e.to_string()
                 })?;
+                // Simulate on at least the gateway's state (this runs on a blocking thread).
+                let deadline = std::time::Instant::now() + ENDORSE_CATCH_UP;
+                while self.blocks.height() < req.min_height && std::time::Instant::now() < deadline
+                {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
                 let e = self
                     .endorser
                     .endorse(self.state.as_ref(), &sp, crate::now_ms())

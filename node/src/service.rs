@@ -6,13 +6,18 @@
 //!    identity.json ─> node identity ─┼─> Ledger::open(data_dir) (refuses another genesis)
 //!                                    ├─> orderer: SledRaftStorage (same sled db) + LedgerApplier
 //!                                    ├─> Endorser + Gateway
-//!                                    └─> HTTPS API (rustls) on api.listen
-//!  shutdown(): stop accepting requests, stop the orderer (finishing the Ready in hand), flush.
+//!                                    ├─> HTTPS API (rustls) on api.listen
+//!                                    └─> operations endpoint on ops.listen (metrics, health, logspec)
+//!  shutdown() (SIGTERM), bounded by node.shutdown_timeout_ms:
+//!    1. the gateway refuses new proposals (503 stopping); event streams end
+//!    2. the orderer drains: accepted txs are cut into blocks, ordered, committed, flushed
+//!    3. the API finishes the requests in flight (clients waiting for those commits)
+//!    4. the orderer stops after the Ready in hand; p2p closes; the ledger is flushed
 //! ```
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum_server::tls_rustls::RustlsConfig;
 use sphr_contracts::Registry;
@@ -32,8 +37,11 @@ use crate::api::{self, ApiState, ChainView};
 use crate::config::NodeConfig;
 use crate::endorser::{Endorser, StateSource};
 use crate::gateway::{CommitNotifier, Gateway, TxLookup, TxSink};
+use crate::health::{HealthChecker, HealthReport, StorageFault};
 use crate::identity::Identity;
-use crate::metrics::Metrics;
+use crate::logging::LogControl;
+use crate::metrics::{HEALTH_COMPONENTS, Metrics, Scraper};
+use crate::ops::{OpsListener, OpsServer, OpsState, VersionInfo};
 use crate::p2p::{BlockSource, Dispatch, PeerMsg, Peers};
 
 /// Why the node could not start.
@@ -63,6 +71,9 @@ pub enum ServiceError {
     /// Metrics could not be registered.
     #[error("metrics: {0}")]
     Metrics(String),
+    /// The operations endpoint could not bind or serve.
+    #[error("ops: {0}")]
+    Ops(String),
 }
 
 /// A running node.
@@ -70,10 +81,15 @@ pub struct RunningNode {
     api_addr: SocketAddr,
     server: axum_server::Handle<SocketAddr>,
     server_task: tokio::task::JoinHandle<()>,
+    ops: Option<OpsServer>,
     orderer: Option<OrdererHandle>,
     peers: Option<Peers>,
     ledger: Arc<Ledger>,
     network_id: Hash32,
+    gateway: Arc<Gateway>,
+    health: Arc<HealthChecker>,
+    metrics: Metrics,
+    shutdown_timeout: Duration,
 }
 
 impl RunningNode {
@@ -102,12 +118,43 @@ impl RunningNode {
         self.orderer.as_ref().map(|o| o.status())
     }
 
-    /// Stops taking requests, lets requests in flight finish (up to 10 s), stops the orderer
-    /// after the Ready in hand, and flushes the ledger.
+    /// Where the operations endpoint listens (when `ops.enabled`).
+    pub fn ops_addr(&self) -> Option<SocketAddr> {
+        self.ops.as_ref().map(|o| o.addr())
+    }
+
+    /// The operations endpoint's base URL (`http://` or `https://`).
+    pub fn ops_url(&self) -> Option<String> {
+        self.ops.as_ref().map(|o| o.url())
+    }
+
+    /// The node's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Checks the health of every component (reads storage).
+    pub fn health(&self) -> HealthReport {
+        self.health.check()
+    }
+
+    /// Stops gracefully, within `node.shutdown_timeout_ms`: refuses new proposals, lets the
+    /// orderer order and commit what it accepted, lets requests in flight finish, stops the
+    /// orderer after the Ready in hand, closes p2p and flushes the ledger.
     pub async fn shutdown(self) {
-        info!(target: "sphr::service", "shutting down");
-        self.server.graceful_shutdown(Some(Duration::from_secs(10)));
+        let deadline = Instant::now() + self.shutdown_timeout;
+        info!(target: "sphr::service", "shutting down: no new proposals");
+        self.gateway.stop_accepting();
+        if let Some(o) = &self.orderer {
+            drain(o, deadline).await;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        self.server
+            .graceful_shutdown(Some(left.max(Duration::from_millis(100))));
         let _ = self.server_task.await;
+        if let Some(ops) = self.ops {
+            ops.shutdown(Duration::from_secs(1)).await;
+        }
         if let Some(orderer) = self.orderer.clone() {
             let _ = tokio::task::spawn_blocking(move || orderer.shutdown()).await;
         }
@@ -117,12 +164,67 @@ impl RunningNode {
         if let Err(e) = self.ledger.db().flush() {
             warn!(target: "sphr::service", error = %e, "final flush failed");
         }
-        info!(target: "sphr::service", "stopped");
+        info!(target: "sphr::service", height = self.ledger.height(), "stopped");
     }
 }
 
-/// Starts a node from its configuration.
+/// Waits until the orderer has ordered, committed and applied every transaction it accepted
+/// (nothing pending, nothing in flight), it cannot (no leader, stopped), or `deadline`.
+async fn drain(o: &OrdererHandle, deadline: Instant) {
+    loop {
+        let s = o.status();
+        let idle =
+            s.pending_txs == 0 && s.inflight_proposals == 0 && s.applied_index >= s.commit_index;
+        if idle {
+            info!(target: "sphr::service", applied = s.applied_index, "orderer drained");
+            return;
+        }
+        if !s.running || s.leader_id == 0 {
+            warn!(target: "sphr::service", pending = s.pending_txs, in_flight = s.inflight_proposals,
+                  running = s.running, leader = s.leader_id,
+                  "the orderer cannot order now: transactions still pending are dropped (their clients were not told COMMITTED)");
+            return;
+        }
+        if Instant::now() >= deadline {
+            warn!(target: "sphr::service", pending = s.pending_txs, in_flight = s.inflight_proposals,
+                  "shutdown timeout: transactions still pending are dropped (their clients were not told COMMITTED)");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// What the node samples when scraped: Raft status, health, waiting submissions.
+struct NodeScraper {
+    orderer: Option<OrdererHandle>,
+    health: Arc<HealthChecker>,
+    notifier: Arc<CommitNotifier>,
+}
+
+impl Scraper for NodeScraper {
+    fn sample(&self, m: &Metrics) {
+        if let Some(o) = &self.orderer {
+            m.set_raft(&o.status());
+        }
+        let report = self.health.check();
+        for c in HEALTH_COMPONENTS {
+            m.node_healthy
+                .with_label_values(&[c])
+                .set(i64::from(report.component_ok(c)));
+        }
+        m.gateway_waiting_submissions
+            .set(i64::try_from(self.notifier.waiting()).unwrap_or(i64::MAX));
+    }
+}
+
+/// Starts a node from its configuration, embedded in another program (tests): the log filter
+/// is reported on `/logspec` but cannot be changed there.
 pub async fn start(cfg: &NodeConfig) -> Result<RunningNode, ServiceError> {
+    start_with(cfg, LogControl::detached(&cfg.log.filter)).await
+}
+
+/// Starts a node from its configuration, with the process's log control.
+pub async fn start_with(cfg: &NodeConfig, log: LogControl) -> Result<RunningNode, ServiceError> {
     let (block0, genesis) = crate::genesis::load_genesis_block(&cfg.node.genesis)
         .map_err(|e| ServiceError::Genesis(e.to_string()))?;
     let identity =
@@ -144,6 +246,11 @@ pub async fn start(cfg: &NodeConfig) -> Result<RunningNode, ServiceError> {
         )));
     }
     let metrics = Metrics::new().map_err(|e| ServiceError::Metrics(e.to_string()))?;
+    let ops_listener = if cfg.ops.enabled {
+        Some(OpsListener::bind(cfg)?)
+    } else {
+        None
+    };
     let ledger = {
         let dir = cfg.node.data_dir.clone();
         let b0 = block0.clone();
@@ -159,6 +266,7 @@ pub async fn start(cfg: &NodeConfig) -> Result<RunningNode, ServiceError> {
         .set(i64::try_from(ledger.height()).unwrap_or(i64::MAX));
     let genesis = Arc::new(genesis);
     let notifier = Arc::new(CommitNotifier::new(cfg.api.max_waiting, 4096));
+    let fault = Arc::new(StorageFault::default());
 
     let peers = if genesis.nodes.len() > 1 {
         Some(start_p2p(cfg, &genesis, &me, &identity, network_id, &metrics).await?)
@@ -184,6 +292,7 @@ pub async fn start(cfg: &NodeConfig) -> Result<RunningNode, ServiceError> {
                 rt: tokio::runtime::Handle::current(),
                 orderer: orderer_cell.clone(),
                 gossip_blocks: genesis.nodes.iter().any(|n| !n.consenter),
+                fault: fault.clone(),
             },
             peers.as_ref(),
         )?;
@@ -192,12 +301,15 @@ pub async fn start(cfg: &NodeConfig) -> Result<RunningNode, ServiceError> {
     } else {
         None
     };
-    let endorser = Arc::new(Endorser::new(
-        genesis.clone(),
-        network_id,
-        Registry::with_builtin(),
-        identity.clone(),
-    ));
+    let endorser = Arc::new(
+        Endorser::new(
+            genesis.clone(),
+            network_id,
+            Registry::with_builtin(),
+            identity.clone(),
+        )
+        .with_metrics(metrics.clone()),
+    );
     let store: Arc<LedgerStore> = Arc::new(LedgerStore(ledger.clone()));
     let sink: Arc<dyn TxSink> = match (&orderer, &peers) {
         (Some(o), _) => Arc::new(o.clone()),
@@ -242,11 +354,24 @@ pub async fn start(cfg: &NodeConfig) -> Result<RunningNode, ServiceError> {
         store.clone(),
         store,
         sink,
-        notifier,
+        notifier.clone(),
         me.org.clone(),
         Duration::from_millis(cfg.api.commit_timeout_ms),
         peers.clone(),
+        metrics.clone(),
     ));
+    let health = Arc::new(HealthChecker::new(
+        ledger.clone(),
+        orderer.clone(),
+        peers.clone(),
+        genesis.nodes.len().saturating_sub(1),
+        fault,
+    ));
+    let _ = metrics.scraper.set(Arc::new(NodeScraper {
+        orderer: orderer.clone(),
+        health: health.clone(),
+        notifier,
+    }));
     let chain = Arc::new(Chain {
         ledger: ledger.clone(),
         orderer: orderer.clone(),
@@ -256,9 +381,10 @@ pub async fn start(cfg: &NodeConfig) -> Result<RunningNode, ServiceError> {
             org: me.org.clone(),
             name: me.name.clone(),
         },
+        health: health.clone(),
     });
     let state = ApiState {
-        gateway,
+        gateway: gateway.clone(),
         chain,
         metrics: metrics.clone(),
     };
@@ -285,16 +411,50 @@ pub async fn start(cfg: &NodeConfig) -> Result<RunningNode, ServiceError> {
             warn!(target: "sphr::api", error = %e, "API server stopped");
         }
     });
+    let ops = if let Some(listener) = ops_listener {
+        let state = OpsState {
+            metrics: metrics.clone(),
+            health: health.clone(),
+            log,
+            version: VersionInfo {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                node: format!("{}@{}", me.name, me.org),
+                network_id: network_id.to_hex(),
+            },
+        };
+        match listener.serve(state) {
+            Ok(o) => Some(o),
+            Err(e) => {
+                server.shutdown();
+                let _ = server_task.await;
+                if let Some(o) = orderer.clone() {
+                    let _ = tokio::task::spawn_blocking(move || o.shutdown()).await;
+                }
+                if let Some(p) = &peers {
+                    p.handle().shutdown().await;
+                }
+                return Err(e);
+            }
+        }
+    } else {
+        None
+    };
     info!(target: "sphr::service", node = %format!("{}@{}", me.name, me.org),
-          api = %api_addr, network_id = %network_id, height = ledger.height(), "node started");
+          api = %api_addr, ops = %ops.as_ref().map(|o| o.url()).unwrap_or_else(|| "off".into()),
+          network_id = %network_id, height = ledger.height(), "node started");
     Ok(RunningNode {
         api_addr,
         server,
         server_task,
+        ops,
         orderer,
         peers,
         ledger,
         network_id,
+        gateway,
+        health,
+        metrics,
+        shutdown_timeout: Duration::from_millis(cfg.node.shutdown_timeout_ms),
     })
 }
 
@@ -449,6 +609,7 @@ struct LedgerApplier {
     rt: tokio::runtime::Handle,
     orderer: Arc<OnceLock<OrdererHandle>>,
     gossip_blocks: bool,
+    fault: Arc<StorageFault>,
 }
 
 impl Applier for LedgerApplier {
@@ -457,10 +618,10 @@ impl Applier for LedgerApplier {
     }
 
     fn apply(&mut self, index: u64, _term: u64, entry: &[u8]) -> Result<(), ApplyError> {
-        let outcome = self
-            .ledger
-            .commit_entry(index, entry)
-            .map_err(|e| ApplyError::Storage(Box::new(e)))?;
+        let outcome = self.ledger.commit_entry(index, entry).map_err(|e| {
+            self.fault.record(e.to_string());
+            ApplyError::Storage(Box::new(e))
+        })?;
         match &outcome {
             CommitOutcome::Committed(block) => {
                 crate::sync::announce(block, &self.notifier, &self.metrics);
@@ -506,10 +667,10 @@ impl Applier for LedgerApplier {
                 tip.hash()
             )));
         }
-        self.ledger
-            .mark_applied(index)
-            .map(|_| ())
-            .map_err(|e| ApplyError::Storage(Box::new(e)))
+        self.ledger.mark_applied(index).map(|_| ()).map_err(|e| {
+            self.fault.record(e.to_string());
+            ApplyError::Storage(Box::new(e))
+        })
     }
 }
 
@@ -559,6 +720,9 @@ impl TxLookup for LedgerStore {
             .map(|l| l.map(|l| l.block))
             .map_err(|e| e.to_string())
     }
+    fn height(&self) -> u64 {
+        self.0.height()
+    }
 }
 
 /// The chain as the API reads it.
@@ -568,6 +732,7 @@ struct Chain {
     peers: Option<Peers>,
     genesis: Arc<GenesisConfig>,
     node: NodeRef,
+    health: Arc<HealthChecker>,
 }
 
 impl ChainView for Chain {
@@ -606,22 +771,8 @@ impl ChainView for Chain {
         }
     }
 
-    fn health(&self) -> Result<(), String> {
-        if let Some(o) = &self.orderer {
-            let raft = o.status();
-            if !raft.healthy {
-                return Err(format!(
-                    "raft: {}",
-                    raft.fatal.unwrap_or_else(|| "stopped".into())
-                ));
-            }
-            if !raft.running {
-                return Err("raft: not running".into());
-            }
-        }
-        self.ledger
-            .check_health()
-            .map_err(|e| format!("storage: {e}"))
+    fn health(&self) -> HealthReport {
+        self.health.check()
     }
 }
 

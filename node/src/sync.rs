@@ -53,6 +53,12 @@ pub fn announce(block: &CommittedBlock, notifier: &CommitNotifier, metrics: &Met
     }
     metrics.ledger_blocks_committed_total.inc();
     metrics
+        .ledger_block_validation_duration_seconds
+        .observe(block.validation_duration.as_secs_f64());
+    metrics
+        .ledger_block_commit_duration_seconds
+        .observe(block.commit_duration.as_secs_f64());
+    metrics
         .ledger_height
         .set(i64::try_from(block.number).unwrap_or(i64::MAX));
     notifier.notify(block.number, &txs);

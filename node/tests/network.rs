@@ -382,7 +382,10 @@ async fn a_node_that_is_not_a_consenter_follows_by_gossip_and_range_fetch() {
         .await
         .unwrap();
     assert_eq!(r.code.as_deref(), Some("VALID"));
-    let q = clients[3].query(&net.proposal(3, "get", &["b"])).await.unwrap();
+    let q = clients[3]
+        .query(&net.proposal(3, "get", &["b"]))
+        .await
+        .unwrap();
     assert_eq!(hex::decode(q.response_hex).unwrap(), b"2");
 
     // Down while 30 blocks commit, then back: it fills the gap by range fetch.

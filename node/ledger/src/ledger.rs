@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 use sphr_crypto::hash::Hash32;
@@ -146,6 +146,11 @@ pub struct CommittedBlock {
     pub timestamp_ms: u64,
     /// One per transaction, in block order.
     pub txs: Vec<TxOutcome>,
+    /// Time spent checking the block: decoding, signatures, endorsement policies, MVCC.
+    pub validation_duration: Duration,
+    /// Time spent writing the block, its writes and index (one sled transaction) and
+    /// flushing them to disk.
+    pub commit_duration: Duration,
 }
 
 impl CommittedBlock {
@@ -598,6 +603,8 @@ impl Ledger {
         checked: MvccChecked,
         started: Instant,
     ) -> Result<CommittedBlock, LedgerError> {
+        let validation_duration = started.elapsed();
+        let write_started = Instant::now();
         let header = record.block.header.clone();
         let number = header.number;
         // Assert before writing: the block follows the tip, one code per transaction.
@@ -642,6 +649,7 @@ impl Ledger {
             })
             .map_err(tx_error)?;
         self.db.flush()?;
+        let commit_duration = write_started.elapsed();
         drop(writes);
 
         let hash = header.hash();
@@ -666,6 +674,8 @@ impl Ledger {
             raft_index,
             timestamp_ms: header.timestamp_ms,
             txs,
+            validation_duration,
+            commit_duration,
         })
     }
 

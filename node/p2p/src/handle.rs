@@ -207,6 +207,13 @@ impl P2pHandle {
         self.inner.connected.borrow().binary_search(peer).is_ok()
     }
 
+    /// Whether the swarm task is still running (false after [`P2pHandle::shutdown`] or when
+    /// the task ended on its own). For health checks.
+    pub fn is_running(&self) -> bool {
+        // The task holds the `done` sender: once it has ended, `has_changed` fails.
+        self.inner.done.has_changed().is_ok()
+    }
+
     /// A snapshot of the counters.
     pub fn stats(&self) -> P2pStats {
         self.inner.metrics.snapshot()

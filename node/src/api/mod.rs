@@ -10,8 +10,8 @@
 //! | GET | `/v1/blocks/{number}` | a block, without patient data |
 //! | GET | `/v1/events` | commit events (server-sent events) |
 //! | GET | `/v1/status` | height, tip, leader |
-//! | GET | `/healthz` | liveness |
-//! | GET | `/metrics` | Prometheus text |
+//! | GET | `/healthz` | health: 200, or 503 naming the failing components (as on the operations port) |
+//! | GET | `/metrics` | Prometheus text (as on the operations port) |
 //! | GET | `/openapi.json` | the OpenAPI 3 description (`node/openapi.json`) |
 //!
 //! The router is built from [`routes`], and a test checks that list against `openapi.json`,
@@ -39,7 +39,7 @@ use sphr_crypto::hash::Hash32;
 use sphr_types::MAX_TX_BYTES;
 use sphr_types::{BlockData, BlockRecord, SignedProposal, Transaction, ValidationCode};
 use tokio_stream::StreamExt;
-use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::wrappers::{BroadcastStream, WatchStream};
 
 use crate::endorser::EndorseError;
 use crate::gateway::{Gateway, GatewayError};
@@ -57,8 +57,8 @@ pub trait ChainView: Send + Sync {
     fn block(&self, number: u64) -> Result<Option<BlockRecord>, String>;
     /// The node's status.
     fn status(&self) -> NodeStatus;
-    /// Whether storage and consensus are healthy; `Err` names the failing component.
-    fn health(&self) -> Result<(), String>;
+    /// The health of storage, consensus and p2p (reads storage: call off the async threads).
+    fn health(&self) -> crate::health::HealthReport;
 }
 
 /// Shared state of the handlers.
@@ -137,6 +137,7 @@ impl From<GatewayError> for ApiError {
                 (S::SERVICE_UNAVAILABLE, "policy_unreachable")
             }
             GatewayError::EndorsementMismatch { .. } => (S::CONFLICT, "endorsement_mismatch"),
+            GatewayError::NotAQuery { .. } => (S::BAD_REQUEST, "not_a_query"),
             GatewayError::Stopped => (S::SERVICE_UNAVAILABLE, "stopping"),
             GatewayError::Timeout(_) => (S::GATEWAY_TIMEOUT, "commit_timeout"),
             GatewayError::Ledger(_) => (S::SERVICE_UNAVAILABLE, "ledger_unavailable"),
@@ -174,19 +175,59 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(middleware::from_fn_with_state(
+            max_body_bytes,
+            refuse_oversized,
+        ))
+        .layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,
         ))
         .with_state(state)
 }
 
+/// The most an oversized body is read (and thrown away) before it is refused, so that a client
+/// that sends its whole body before reading the answer gets the 413 instead of a reset.
+const OVERSIZED_DRAIN_MAX: u64 = 8 * 1024 * 1024;
+
+/// Refuses a body whose declared length is over the limit with 413 and a message, after
+/// draining it (up to [`OVERSIZED_DRAIN_MAX`]). Bodies without a declared length meet the same
+/// limit in the extractor.
+async fn refuse_oversized(State(limit): State<usize>, req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(len) if len > limit as u64 => {
+            if len <= OVERSIZED_DRAIN_MAX {
+                let _ = axum::body::to_bytes(req.into_body(), OVERSIZED_DRAIN_MAX as usize).await;
+            }
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!(
+                    "request body of {len} bytes is over the node's limit of {limit} bytes (api.max_body_bytes)"
+                ),
+            )
+            .into_response()
+        }
+        _ => next.run(req).await,
+    }
+}
+
 async fn count_requests(State(s): State<ApiState>, req: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_string())
         .unwrap_or_else(|| "unmatched".to_string());
     let resp = next.run(req).await;
+    s.metrics
+        .api_request_duration_seconds
+        .with_label_values(&[route.as_str()])
+        .observe(started.elapsed().as_secs_f64());
     s.metrics
         .api_requests_total
         .with_label_values(&[route.as_str(), resp.status().as_str()])
@@ -482,17 +523,26 @@ async fn events(
     State(s): State<ApiState>,
 ) -> Sse<impl tokio_stream::Stream<Item = Result<SseEvent, Infallible>>> {
     let rx = s.gateway.notifier().subscribe();
-    let stream = BroadcastStream::new(rx).map(|item| {
-        Ok(match item {
-            Ok(ev) => SseEvent::default()
-                .event("commit")
-                .json_data(&ev)
-                .unwrap_or_else(|_| SseEvent::default().event("error")),
-            Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(n)) => {
-                SseEvent::default().event("lagged").data(n.to_string())
-            }
-        })
-    });
+    // Streams end when the node stops accepting work, so shutdown does not wait on them.
+    let stop = WatchStream::new(s.gateway.stopping())
+        .filter(|stopping| *stopping)
+        .map(|_| None);
+    let events = BroadcastStream::new(rx).map(Some);
+    let stream = events
+        .merge(stop)
+        .take_while(Option::is_some)
+        .filter_map(|item| item)
+        .map(|item| {
+            Ok(match item {
+                Ok(ev) => SseEvent::default()
+                    .event("commit")
+                    .json_data(&ev)
+                    .unwrap_or_else(|_| SseEvent::default().event("error")),
+                Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(n)) => {
+                    SseEvent::default().event("lagged").data(n.to_string())
+                }
+            })
+        });
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
@@ -501,26 +551,12 @@ async fn status(State(s): State<ApiState>) -> axum::Json<NodeStatus> {
 }
 
 async fn healthz(State(s): State<ApiState>) -> Response {
-    match s.chain.health() {
-        Ok(()) => (
-            StatusCode::OK,
-            axum::Json(serde_json::json!({"status": "ok"})),
-        )
-            .into_response(),
-        Err(component) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(serde_json::json!({"status": "unhealthy", "failing": component})),
-        )
-            .into_response(),
-    }
+    let chain = s.chain.clone();
+    crate::ops::health_response(move || chain.health()).await
 }
 
 async fn metrics(State(s): State<ApiState>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        s.metrics.render(),
-    )
-        .into_response()
+    crate::ops::metrics_response(s.metrics).await
 }
 
 async fn openapi() -> Response {

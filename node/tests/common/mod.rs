@@ -100,7 +100,7 @@ policy = "{policy}"
     pub fn config_text(&self, data_name: &str) -> String {
         let n = &self.manifest.nodes[0];
         format!(
-            "[node]\ngenesis = \"{g}\"\nidentity = \"{i}\"\ndata_dir = \"{d}\"\n\n[api]\nlisten = \"127.0.0.1:0\"\ntls_cert = \"{c}\"\ntls_key = \"{k}\"\ncommit_timeout_ms = 20000\n\n[log]\nfilter = \"warn\"\n",
+            "[node]\ngenesis = \"{g}\"\nidentity = \"{i}\"\ndata_dir = \"{d}\"\n\n[api]\nlisten = \"127.0.0.1:0\"\ntls_cert = \"{c}\"\ntls_key = \"{k}\"\ncommit_timeout_ms = 20000\n\n[ops]\nlisten = \"127.0.0.1:0\"\n\n[log]\nfilter = \"warn\"\n",
             g = self.net.join(&self.manifest.genesis_block).display(),
             i = self.net.join(&n.identity).display(),
             d = self.dir.path().join(data_name).display(),
@@ -153,38 +153,67 @@ policy = "{policy}"
 /// A node running as a child process.
 pub struct NodeProcess {
     pub child: Child,
+    /// The client API (HTTPS).
     pub addr: std::net::SocketAddr,
+    /// The operations endpoint (plain HTTP on loopback), when enabled.
+    pub ops: Option<std::net::SocketAddr>,
 }
 
 impl NodeProcess {
     /// Starts `sphr-node run --config <config>` and waits until it serves.
     pub fn spawn(config: &Path) -> NodeProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sphr-node"))
-            .arg("run")
+        Self::spawn_with(config, |_| {})
+    }
+
+    /// Like [`NodeProcess::spawn`], after `setup` adjusts the command (environment, stderr).
+    pub fn spawn_with(config: &Path, setup: impl FnOnce(&mut Command)) -> NodeProcess {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sphr-node"));
+        cmd.arg("run")
             .arg("--config")
             .arg(config)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
+            .stderr(Stdio::inherit());
+        setup(&mut cmd);
+        Self::from_command(cmd)
+    }
+
+    /// Starts a command that runs `sphr-node run` (possibly through a wrapper) and waits
+    /// until it serves; stdout is read for the addresses.
+    pub fn from_command(mut cmd: Command) -> NodeProcess {
+        cmd.stdout(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let mut lines = BufReader::new(stdout).lines();
+            let mut ops = None;
             while let Some(Ok(line)) = lines.next() {
+                if let Some(rest) = line.strip_prefix("sphr-node operations http://") {
+                    ops = rest.split_whitespace().next().map(str::to_string);
+                }
                 if let Some(rest) = line.strip_prefix("sphr-node serving https://") {
                     let addr = rest.split_whitespace().next().unwrap_or("").to_string();
-                    let _ = tx.send(addr);
+                    let _ = tx.send((addr, ops.clone()));
                 }
             }
         });
-        let addr = rx
+        let (addr, ops) = rx
             .recv_timeout(Duration::from_secs(60))
             .expect("node did not start serving within 60 s");
         NodeProcess {
             child,
             addr: addr.parse().unwrap(),
+            ops: ops.map(|o| o.parse().unwrap()),
         }
+    }
+
+    /// Sends SIGTERM without waiting.
+    pub fn signal_term(&self) {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
     }
 
     /// SIGKILL, and reap.
@@ -280,7 +309,7 @@ impl MultiNet {
     pub fn write_config(&self, i: usize) -> PathBuf {
         let n = &self.manifest.nodes[i];
         let text = format!(
-            "[node]\ngenesis = \"{g}\"\nidentity = \"{id}\"\ndata_dir = \"{d}\"\n\n[api]\nlisten = \"127.0.0.1:0\"\ntls_cert = \"{c}\"\ntls_key = \"{k}\"\ncommit_timeout_ms = 20000\n\n[log]\nfilter = \"warn\"\n",
+            "[node]\ngenesis = \"{g}\"\nidentity = \"{id}\"\ndata_dir = \"{d}\"\n\n[api]\nlisten = \"127.0.0.1:0\"\ntls_cert = \"{c}\"\ntls_key = \"{k}\"\ncommit_timeout_ms = 20000\n\n[ops]\nlisten = \"127.0.0.1:0\"\n\n[log]\nfilter = \"warn\"\n",
             g = self.net.join(&self.manifest.genesis_block).display(),
             id = self.net.join(&n.identity).display(),
             d = self.dir.path().join(format!("data{i}")).display(),
