@@ -120,7 +120,9 @@ pub struct P2pLimits {
     pub raft_timeout_ms: u64,
     /// Timeout of a blocks request.
     pub blocks_timeout_ms: u64,
-    /// Concurrent streams per connection and protocol.
+    /// Concurrent streams per connection and protocol; inbound and outbound share it, so it
+    /// must be at least twice `max_in_flight_per_peer` (past it libp2p fails a request at once
+    /// instead of queueing it).
     pub max_streams_per_connection: usize,
     /// Incoming connections still in their handshake (the allow-list check comes after it).
     pub max_pending_incoming: u32,
@@ -144,7 +146,7 @@ impl Default for P2pLimits {
             request_timeout_ms: 10_000,
             raft_timeout_ms: 5_000,
             blocks_timeout_ms: 30_000,
-            max_streams_per_connection: 128,
+            max_streams_per_connection: 512,
             max_pending_incoming: 16,
             max_connections_per_peer: 2,
             redial_min_ms: 100,
@@ -189,6 +191,12 @@ impl P2pLimits {
             if v == 0 {
                 return bad(key, "must be at least 1");
             }
+        }
+        if self.max_streams_per_connection < self.max_in_flight_per_peer.saturating_mul(2) {
+            return bad(
+                "max_streams_per_connection",
+                "must be at least twice max_in_flight_per_peer (inbound and outbound share it)",
+            );
         }
         for (key, v) in [
             ("request_timeout_ms", self.request_timeout_ms),
