@@ -17,6 +17,7 @@
 //! [`metrics`], [`health`], [`logging`], [`systemd`] (the sd_notify protocol).
 
 pub mod api;
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod endorser;
