@@ -7,11 +7,12 @@
 #   - licenses, bans, sources: always. They need only Cargo.lock and the crates' sources from
 #     crates.io (fetched first), so they run with `--offline` and cannot be skipped by a network
 #     failure.
-#   - advisories: only when a copy of the RustSec advisory database is on this machine, because
+#   - advisories: against a copy of the RustSec advisory database on this machine, because
 #     that database is a git repository on GitHub and CI here reaches crates.io only. It is
 #     looked for, in order, at:
 #       $SPHR_ADVISORY_DB            a checkout of https://github.com/rustsec/advisory-db
 #       $CARGO_HOME/advisory-dbs/advisory-db-3157b0e258782691   where `cargo deny fetch` puts it
+#       .ci/advisory-db              the pinned snapshot in this repository (its README)
 #     With SPHR_DENY_FETCH=1 the script first runs `cargo deny fetch db` (needs github.com).
 #     Without a database the script says loudly that advisories were NOT checked, and passes:
 #     the other checks are still worth a green run, and a skipped check is not a silent pass.
@@ -61,6 +62,21 @@ if [[ -n "${SPHR_ADVISORY_DB:-}" ]]; then
     db="${SPHR_ADVISORY_DB}"
 elif [[ -d "${DEFAULT_DB}/crates" ]]; then
     db="${DEFAULT_DB}"
+elif [[ -d ".ci/advisory-db/crates" ]]; then
+    # The pinned snapshot (.ci/advisory-db/README.md): cargo-deny reads the database's git
+    # HEAD, so it becomes a one-commit repository dated like the snapshot.
+    snap_date="$(sed -n 's/^- source commit: `[0-9a-f]*` (\([0-9-]*\))$/\1/p' .ci/advisory-db/README.md)"
+    snap="$(mktemp -d)"
+    cp -r .ci/advisory-db/. "${snap}/"
+    (
+        cd "${snap}"
+        git init -q
+        git add -A
+        GIT_AUTHOR_DATE="${snap_date}T00:00:00Z" GIT_COMMITTER_DATE="${snap_date}T00:00:00Z" \
+            git -c user.name=sphr-ci -c user.email=ci@sphr.invalid commit -q -m "advisory-db snapshot ${snap_date}"
+    )
+    db="${snap}"
+    echo "== advisories: pinned snapshot .ci/advisory-db (${snap_date}; see its README)"
 fi
 
 if [[ -z "${db}" ]]; then
@@ -91,7 +107,7 @@ echo "== cargo deny: advisories, database ${db} ($(git -C "${db}" log -1 --forma
 # Point cargo-deny at that database without touching deny.toml: a copy of the config whose
 # db-path is a temporary folder holding the database under the name cargo-deny expects.
 tmp="$(mktemp -d)"
-trap 'rm -rf "${tmp}"' EXIT
+trap 'rm -rf "${tmp}" "${snap:-}"' EXIT
 mkdir -p "${tmp}/dbs"
 ln -s "$(cd "${db}" && pwd)" "${tmp}/dbs/${DB_DIR_NAME}"
 sed "s|^db-path = .*|db-path = \"${tmp}/dbs\"|" deny.toml >"${tmp}/deny.toml"
