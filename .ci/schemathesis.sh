@@ -41,7 +41,7 @@ if [[ -n "${SPHR_NODE_BIN:-}" ]]; then
 else
     echo "== building sphr-node (debug profile: the API's behaviour, not its speed, is tested)"
     cargo build --locked -p sphr-node --bin sphr-node
-    node_bin="${root}/target/debug/sphr-node"
+    node_bin="${CARGO_TARGET_DIR:-${root}/target}/debug/sphr-node"
 fi
 
 # ---- schemathesis in a virtualenv --------------------------------------------------------------
