@@ -2,16 +2,42 @@
 //!
 //! Verification is strict (`verify_strict`): it refuses small-order keys and non-canonical
 //! signatures, so one signature has one meaning on every node. Weak (small-order) public keys
-//! are refused when a key is parsed, so they never get into a certificate. Batch verification
-//! is used where many signatures are checked at once; when a batch fails, every signature is
-//! checked on its own so that the verdict for each is exactly what `verify_strict` says.
+//! are refused when a key is parsed, so they never get into a certificate. [`verify_many`]
+//! checks many signatures, each strictly (why not a batch equation: see its docs), and
+//! [`crate::sigcache`] lets a node skip the ones it has already verified.
+//!
+//! Decompressed keys are kept in a small bounded cache (keys are few; decompressing one costs
+//! about a tenth of a verification).
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::{LazyLock, Mutex, MutexGuard, PoisonError};
 
 use ed25519_dalek::{Signer, VerifyingKey};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sha2::{Digest, Sha256};
 
 use crate::hash::fixed_bytes::FixedVisitor;
+
+/// Shards of the cache of decompressed keys (by the key's first byte).
+const KEY_CACHE_SHARDS: usize = 16;
+/// Keys per shard; a full shard is emptied. Certificate keys (CAs, nodes, users) are few.
+const KEY_CACHE_PER_SHARD: usize = 256;
+
+/// One shard of [`KEY_CACHE`].
+type KeyShard = Mutex<HashMap<[u8; 32], VerifyingKey>>;
+
+/// Valid, non-weak keys already decompressed in this process, by their 32 bytes. Decompressing
+/// costs a field exponentiation (about 3 us); a hit costs a lock and a lookup.
+static KEY_CACHE: LazyLock<Vec<KeyShard>> = LazyLock::new(|| {
+    (0..KEY_CACHE_SHARDS)
+        .map(|_| Mutex::new(HashMap::new()))
+        .collect()
+});
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// Why a key or signature was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -95,10 +121,22 @@ impl PublicKey {
         self.verifying_key().map(|_| ())
     }
 
+    /// The decompressed key, from the cache of valid keys when it is there.
     fn verifying_key(&self) -> Result<VerifyingKey, KeyError> {
+        let shard = KEY_CACHE.get(usize::from(self.0[0]) % KEY_CACHE_SHARDS);
+        if let Some(vk) = shard.and_then(|m| lock(m).get(&self.0).copied()) {
+            return Ok(vk);
+        }
         let vk = VerifyingKey::from_bytes(&self.0).map_err(|_| KeyError::InvalidPublicKey)?;
         if vk.is_weak() {
             return Err(KeyError::WeakPublicKey);
+        }
+        if let Some(m) = shard {
+            let mut m = lock(m);
+            if m.len() >= KEY_CACHE_PER_SHARD {
+                m.clear();
+            }
+            m.insert(self.0, vk);
         }
         Ok(vk)
     }
@@ -149,66 +187,47 @@ impl fmt::Debug for Signature {
     }
 }
 
-/// Verifies many signatures. Returns, for each item, whether it verified strictly.
+/// Names one (key, message, signature) triple: SHA-256 over a domain tag, the key, the
+/// signature and the message (the first two have fixed lengths, so the parts are unambiguous).
 ///
-/// The whole batch is tried first (about twice as fast per signature); if the batch fails,
-/// each item is checked with `verify_strict` so that one bad signature does not condemn the
-/// others and the verdicts equal those of [`PublicKey::verify`].
+/// [`crate::sigcache::VerifiedSigs`] keys its entries by it.
+pub fn signature_digest(msg: &[u8], sig: &Signature, pk: &PublicKey) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"sphr-ed25519-signature-v1");
+    h.update(pk.0);
+    h.update(sig.0);
+    h.update(msg);
+    h.finalize().into()
+}
+
+/// Verifies many signatures. Returns, for each item, whether it verified strictly: exactly
+/// [`PublicKey::verify`] (`verify_strict`) on each item.
+///
+/// Why not a batch equation: ed25519-dalek's `verify_batch` draws random coefficients, and any
+/// cofactorless batch can accept a signature crafted with a torsion component that
+/// `verify_strict` refuses, depending on which other signatures share the batch and on the
+/// coefficients. A committer's verdict must be the same on every node, whatever each node's
+/// cache of verified signatures leaves in the batch; per-signature `verify_strict` is the only
+/// check the ed25519 library offers with that property, and sphr does not write its own.
+/// The cost is paid down by skipping what this process has already verified
+/// ([`crate::sigcache::VerifiedSigs`]) and by the cache of decompressed keys.
 pub fn verify_many(items: &[(&[u8], &Signature, &PublicKey)]) -> Vec<bool> {
-    if items.is_empty() {
-        return Vec::new();
-    }
-    let mut keys = Vec::with_capacity(items.len());
-    for (_, _, pk) in items {
-        match pk.verifying_key() {
-            Ok(vk) => keys.push(vk),
-            Err(_) => return one_by_one(items),
-        }
-    }
-    let msgs: Vec<&[u8]> = items.iter().map(|(m, _, _)| *m).collect();
-    let sigs: Vec<ed25519_dalek::Signature> = items
-        .iter()
-        .map(|(_, s, _)| ed25519_dalek::Signature::from_bytes(&s.0))
-        .collect();
-    if items.len() > 1 && ed25519_dalek::verify_batch(&msgs, &sigs, &keys).is_ok() {
-        // The batch equation holds; confirm the strictness rules (canonical R and s) that the
-        // batch check does not apply, cheaply, by re-checking with verify_strict only when
-        // a signature's R is of small order. verify_strict is the reference: fall back fully.
-        return one_by_one_if_needed(items);
-    }
-    one_by_one(items)
+    verify_many_known(items, &[])
 }
 
-fn one_by_one(items: &[(&[u8], &Signature, &PublicKey)]) -> Vec<bool> {
+/// [`verify_many`] where `known[i]` says item `i` already passed [`PublicKey::verify`] in this
+/// process (a missing entry is false). A known item is true without work; the others are
+/// verified strictly, so the verdicts are exactly those of [`verify_many`], whatever this
+/// process happens to know. Only ever mark as known what verified strictly.
+pub(crate) fn verify_many_known(
+    items: &[(&[u8], &Signature, &PublicKey)],
+    known: &[bool],
+) -> Vec<bool> {
     items
         .iter()
-        .map(|(m, s, pk)| pk.verify(m, s).is_ok())
+        .enumerate()
+        .map(|(i, (m, s, pk))| known.get(i).copied().unwrap_or(false) || pk.verify(m, s).is_ok())
         .collect()
-}
-
-/// After a successful batch: signatures whose R encodes a small-order point are the only ones
-/// verify_strict could still refuse; check those on their own.
-fn one_by_one_if_needed(items: &[(&[u8], &Signature, &PublicKey)]) -> Vec<bool> {
-    items
-        .iter()
-        .map(|(m, s, pk)| {
-            if r_is_small_order(s) {
-                pk.verify(m, s).is_ok()
-            } else {
-                true
-            }
-        })
-        .collect()
-}
-
-fn r_is_small_order(sig: &Signature) -> bool {
-    let mut r = [0u8; 32];
-    r.copy_from_slice(&sig.0[..32]);
-    match VerifyingKey::from_bytes(&r) {
-        Ok(point) => point.is_weak(),
-        // Not even a point: the batch could not have passed; be safe.
-        Err(_) => true,
-    }
 }
 
 macro_rules! bytes_serde {
@@ -231,6 +250,11 @@ bytes_serde!(Signature, 64);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
+    use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
+    use curve25519_dalek::scalar::Scalar;
+    use curve25519_dalek::traits::IsIdentity;
+    use sha2::Sha512;
 
     #[test]
     fn sign_verify() {
@@ -271,6 +295,216 @@ mod tests {
         let mut expect = vec![true; 8];
         expect[3] = false;
         assert_eq!(items(&sigs), expect);
+    }
+
+    /// The secret scalar `a` of an ed25519 key (A = aB), as RFC 8032 derives it from the seed.
+    fn secret_scalar(seed: &[u8; 32]) -> Scalar {
+        let h: [u8; 64] = Sha512::digest(seed).into();
+        let mut a = [0u8; 32];
+        a.copy_from_slice(&h[..32]);
+        a[0] &= 248;
+        a[31] &= 127;
+        a[31] |= 64;
+        Scalar::from_bytes_mod_order(a)
+    }
+
+    fn hram(r: &[u8; 32], pk: &PublicKey, msg: &[u8]) -> Scalar {
+        let mut h = Sha512::new();
+        h.update(r);
+        h.update(pk.0);
+        h.update(msg);
+        Scalar::from_bytes_mod_order_wide(&h.finalize().into())
+    }
+
+    /// A signature of `seed`'s key over `msg` with R = [nonce]B + torsion and
+    /// s = nonce + k a, so that [s]B = R - torsion + [k]A.
+    fn crafted(seed: &[u8; 32], msg: &[u8], nonce: Scalar, torsion: EdwardsPoint) -> Signature {
+        let pk = SecretKey::from_bytes(seed).public_key();
+        let r = (ED25519_BASEPOINT_POINT * nonce + torsion)
+            .compress()
+            .to_bytes();
+        let s = nonce + hram(&r, &pk, msg) * secret_scalar(seed);
+        let mut sig = [0u8; 64];
+        sig[..32].copy_from_slice(&r);
+        sig[32..].copy_from_slice(s.as_bytes());
+        Signature(sig)
+    }
+
+    /// Signatures of 6 keys over distinct messages, two of them by the same key.
+    fn good_items() -> (Vec<PublicKey>, Vec<Vec<u8>>, Vec<Signature>) {
+        let keys: Vec<SecretKey> = [1u8, 2, 3, 4, 5, 1]
+            .iter()
+            .map(|i| SecretKey::from_bytes(&[*i; 32]))
+            .collect();
+        let msgs: Vec<Vec<u8>> = (0..6u8).map(|i| vec![i; 40]).collect();
+        let sigs = keys.iter().zip(&msgs).map(|(k, m)| k.sign(m)).collect();
+        (keys.iter().map(|k| k.public_key()).collect(), msgs, sigs)
+    }
+
+    fn run(pks: &[PublicKey], msgs: &[Vec<u8>], sigs: &[Signature]) -> Vec<bool> {
+        let items: Vec<(&[u8], &Signature, &PublicKey)> = msgs
+            .iter()
+            .zip(sigs)
+            .zip(pks)
+            .map(|((m, s), p)| (m.as_slice(), s, p))
+            .collect();
+        verify_many(&items)
+    }
+
+    #[test]
+    fn crafted_signatures_match_verify_strict() {
+        let seed = [9u8; 32];
+        let pk = SecretKey::from_bytes(&seed).public_key();
+        let msg = b"crafted".to_vec();
+        // The helper itself makes valid signatures when there is no torsion.
+        let fine = crafted(&seed, &msg, Scalar::from(12345u64), EdwardsPoint::default());
+        assert!(pk.verify(&msg, &fine).is_ok());
+
+        let order8 = curve25519_dalek::constants::EIGHT_TORSION[1];
+        assert!(order8.is_small_order() && !order8.is_identity());
+        let cases: Vec<(&str, Signature)> = vec![
+            // R = identity, s = k a: the cofactorless equation holds, R has small order.
+            (
+                "small-order R",
+                crafted(&seed, &msg, Scalar::ZERO, EdwardsPoint::default()),
+            ),
+            // R = rB + T8: a mixed-order R, the equation is off by T8.
+            (
+                "torsion in R",
+                crafted(&seed, &msg, Scalar::from(777u64), order8),
+            ),
+            // s + l: the same point equation, a non-canonical scalar.
+            ("non-canonical s", {
+                let mut sig = fine;
+                let s = Scalar::from_canonical_bytes(sig.0[32..].try_into().unwrap()).unwrap();
+                let mut wide = [0u8; 32];
+                // s + l as a 256-bit integer (s < l < 2^253: no overflow).
+                let mut l = [0u8; 32];
+                l[..16].copy_from_slice(&[
+                    0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde,
+                    0xf9, 0xde, 0x14,
+                ]);
+                l[31] = 0x10;
+                assert_eq!(Scalar::from_bytes_mod_order(l), Scalar::ZERO);
+                let mut carry = 0u16;
+                for (i, w) in wide.iter_mut().enumerate() {
+                    let v = u16::from(s.as_bytes()[i]) + u16::from(l[i]) + carry;
+                    *w = v as u8;
+                    carry = v >> 8;
+                }
+                sig.0[32..].copy_from_slice(&wide);
+                sig
+            }),
+            // R's y encoded as y + p (here the identity, y = 1: 1 + p = 2^255 - 18).
+            ("non-canonical R", {
+                let mut sig = crafted(&seed, &msg, Scalar::ZERO, EdwardsPoint::default());
+                let mut r = [0xffu8; 32];
+                r[0] = 0xee;
+                r[31] = 0x7f;
+                sig.0[..32].copy_from_slice(&r);
+                sig
+            }),
+        ];
+        // The small-order R really satisfies the batch equation: only the R check stops it.
+        let small = &cases[0].1;
+        let r = CompressedEdwardsY(small.0[..32].try_into().unwrap())
+            .decompress()
+            .unwrap();
+        assert!(r.is_identity());
+        let (pks, msgs, sigs) = good_items();
+        for (what, sig) in cases {
+            assert!(pk.verify(&msg, &sig).is_err(), "{what}: verify_strict");
+            // Alone, first, in the middle and last of a batch of good signatures.
+            assert_eq!(
+                run(&[pk], std::slice::from_ref(&msg), &[sig]),
+                vec![false],
+                "{what}"
+            );
+            for at in [0, 3, 6] {
+                let (mut p, mut m, mut s) = (pks.clone(), msgs.clone(), sigs.clone());
+                p.insert(at, pk);
+                m.insert(at, msg.clone());
+                s.insert(at, sig);
+                let mut expect = vec![true; 7];
+                expect[at] = false;
+                assert_eq!(run(&p, &m, &s), expect, "{what} at {at}");
+            }
+        }
+    }
+
+    #[test]
+    fn forged_and_weak_refused_in_batches() {
+        let (mut pks, msgs, mut sigs) = good_items();
+        assert_eq!(run(&pks, &msgs, &sigs), vec![true; 6]);
+        // Another key's valid signature over the same message.
+        sigs[2] = SecretKey::from_bytes(&[42; 32]).sign(&msgs[2]);
+        // A weak key (the identity point).
+        let mut id = [0u8; 32];
+        id[0] = 1;
+        pks[4] = PublicKey(id);
+        // A key that is not a point.
+        let mut bad = [0u8; 32];
+        bad[0] = 2;
+        assert!(PublicKey(bad).validate().is_err());
+        pks[5] = PublicKey(bad);
+        assert_eq!(
+            run(&pks, &msgs, &sigs),
+            vec![true, true, false, true, false, false]
+        );
+    }
+
+    #[test]
+    fn known_items_do_not_change_verdicts() {
+        let (pks, msgs, mut sigs) = good_items();
+        sigs[1].0[40] ^= 1;
+        let items: Vec<(&[u8], &Signature, &PublicKey)> = msgs
+            .iter()
+            .zip(&sigs)
+            .zip(&pks)
+            .map(|((m, s), p)| (m.as_slice(), s, p))
+            .collect();
+        let expect = vec![true, false, true, true, true, true];
+        assert_eq!(verify_many(&items), expect);
+        for known in [
+            vec![true, false, false, false, false, false],
+            vec![true, false, true, true, true, false],
+            vec![true, false, true, true, true, true],
+        ] {
+            assert_eq!(verify_many_known(&items, &known), expect);
+        }
+    }
+
+    #[test]
+    fn key_cache_keeps_verdicts() {
+        let sk = SecretKey::from_bytes(&[77; 32]);
+        let pk = sk.public_key();
+        let sig = sk.sign(b"m");
+        for _ in 0..3 {
+            assert!(pk.verify(b"m", &sig).is_ok());
+            assert_eq!(pk.verify(b"n", &sig), Err(KeyError::BadSignature));
+        }
+        // Weak and invalid keys are never cached: refused every time.
+        let mut id = [0u8; 32];
+        id[0] = 1;
+        for _ in 0..3 {
+            assert_eq!(
+                PublicKey(id).verify(b"m", &sig),
+                Err(KeyError::WeakPublicKey)
+            );
+        }
+        // More keys than a shard holds: still right after the shard is emptied.
+        for i in 0..(KEY_CACHE_PER_SHARD * 2) {
+            let mut seed = [0u8; 32];
+            seed[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            let k = SecretKey::from_bytes(&seed);
+            assert!(k.public_key().verify(b"x", &k.sign(b"x")).is_ok());
+        }
+        assert!(
+            KEY_CACHE
+                .iter()
+                .all(|m| lock(m).len() <= KEY_CACHE_PER_SHARD)
+        );
+        assert!(pk.verify(b"m", &sig).is_ok());
     }
 
     #[test]

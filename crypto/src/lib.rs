@@ -3,6 +3,8 @@
 //! - [`hash`]: SHA-256 and the 32-byte [`hash::Hash32`] used for tx ids, block hashes and the network id.
 //! - [`keys`]: ed25519 signing keys, public keys and signatures (strict verification, batch
 //!   verification with a one-by-one fallback).
+//! - [`sigcache`]: a bounded, per-process cache of signatures already verified strictly, so
+//!   the committer skips what the endorser or gateway of the same node checked.
 //! - [`cert`]: certificates issued by an organisation's CA: subject, org, role, ed25519 key,
 //!   optional proxy re-encryption key, validity dates.
 //! - [`cbor`]: deterministic CBOR (ciborium) with a size limit on every decode.
@@ -13,3 +15,4 @@ pub mod cert;
 pub mod hash;
 pub mod keys;
 pub mod pre;
+pub mod sigcache;
