@@ -9,6 +9,7 @@
 //!            "genesis_hash"                   network id (32)
 //!            "tip"                            header: number (8) prev (32) data (32) time (8)
 //!            "applied_raft_index"             u64 BE
+//!  state_hashes number (u64 BE, 8)            world-state hash after that block (32)
 //! ```
 //!
 //! Fixed-width big-endian integers keep keys in numeric order (`blocks`) and make every record a

@@ -34,6 +34,8 @@ pub const TREE_STATE: &str = "state";
 pub const TREE_TXINDEX: &str = "txindex";
 /// Tree of ledger metadata.
 pub const TREE_META: &str = "meta";
+/// Tree of world-state hashes, by block number (see [`state_hash_after`]).
+pub const TREE_STATE_HASHES: &str = "state_hashes";
 
 /// Why a ledger operation failed. Each variant says what the caller does next.
 #[derive(Debug, thiserror::Error)]
@@ -196,6 +198,38 @@ impl CommitOutcome {
 struct Head {
     tip: BlockHeader,
     applied_raft_index: u64,
+    /// The world-state hash after the tip (see [`state_hash_after`]).
+    state_hash: Hash32,
+}
+
+/// The world-state hash of a new ledger (after block 0): bound to the network.
+pub fn genesis_state_hash(network_id: &Hash32) -> Hash32 {
+    sphr_crypto::hash::sha256_parts(&[b"sphr-state-v1-genesis", network_id.as_bytes()])
+}
+
+/// The world-state hash after block `number`, from the hash after the block before and the
+/// block's state writes (namespaced key, stored value or `None` for a delete) in the order
+/// they are applied.
+///
+/// A running hash: two nodes with the same hash at the same height applied the same writes
+/// in the same order since genesis, so their world states are equal. It costs one SHA-256
+/// per write at commit, is stored with each block (tree `state_hashes`) and is the same on
+/// every node, whether the block came from Raft or from a peer (sync).
+pub fn state_hash_after(prev: &Hash32, number: u64, writes: &[(&[u8], Option<Vec<u8>>)]) -> Hash32 {
+    let mut digests = Vec::with_capacity(writes.len().saturating_mul(32));
+    for (key, value) in writes {
+        let d = match value {
+            Some(v) => sphr_crypto::hash::sha256_parts(&[b"w", key, v]),
+            None => sphr_crypto::hash::sha256_parts(&[b"d", key]),
+        };
+        digests.extend_from_slice(d.as_bytes());
+    }
+    sphr_crypto::hash::sha256_parts(&[
+        b"sphr-state-v1",
+        prev.as_bytes(),
+        &number.to_be_bytes(),
+        &digests,
+    ])
 }
 
 /// The ledger of one node: a sled database holding blocks, world state, tx index and metadata.
@@ -209,6 +243,7 @@ pub struct Ledger {
     state: sled::Tree,
     txindex: sled::Tree,
     meta: sled::Tree,
+    state_hashes: sled::Tree,
     genesis: GenesisConfig,
     network_id: Hash32,
     head: RwLock<Head>,
@@ -246,6 +281,7 @@ impl Ledger {
         let state = db.open_tree(TREE_STATE)?;
         let txindex = db.open_tree(TREE_TXINDEX)?;
         let meta = db.open_tree(TREE_META)?;
+        let state_hashes = db.open_tree(TREE_STATE_HASHES)?;
 
         match meta.get(META_GENESIS_HASH)? {
             None => {
@@ -255,7 +291,7 @@ impl Ledger {
                         path.display()
                     )));
                 }
-                init(&db, &blocks, &meta, genesis, network_id)?;
+                init(&db, &blocks, &meta, &state_hashes, genesis, network_id)?;
                 info!(target: TARGET, path = %path.display(), network_id = %network_id,
                       "created ledger with genesis block");
             }
@@ -281,9 +317,10 @@ impl Ledger {
                 supported: SCHEMA_VERSION,
             });
         }
-        let head = load_head(&blocks, &meta)?;
+        let head = load_head(&blocks, &meta, &state_hashes, &state, network_id)?;
         info!(target: TARGET, path = %path.display(), tip = head.tip.number,
-              applied_raft_index = head.applied_raft_index, "opened ledger");
+              applied_raft_index = head.applied_raft_index, state_hash = %head.state_hash,
+              "opened ledger");
         let committer = Mutex::new(Validator::new(&config, network_id));
         Ok(Ledger {
             path,
@@ -292,6 +329,7 @@ impl Ledger {
             state,
             txindex,
             meta,
+            state_hashes,
             genesis: config,
             network_id,
             head: RwLock::new(head),
@@ -319,6 +357,15 @@ impl Ledger {
         self.network_id
     }
 
+    /// Lets the committer skip signatures this process already verified strictly (see
+    /// [`Validator::set_verified_signatures`]); verdicts do not change.
+    pub fn set_verified_signatures(
+        &self,
+        sigs: std::sync::Arc<sphr_crypto::sigcache::VerifiedSigs>,
+    ) {
+        self.lock_committer().set_verified_signatures(sigs);
+    }
+
     /// The number of the last block (0 when only genesis is there), as the node's API and
     /// metrics call height. The number of blocks is `height() + 1`.
     pub fn height(&self) -> u64 {
@@ -331,6 +378,28 @@ impl Ledger {
     /// before `tip()` says `n`: state may be one block ahead of the tip, never behind it.
     pub fn tip(&self) -> BlockHeader {
         self.read_head().tip.clone()
+    }
+
+    /// The tip header and the world-state hash after it, read together (see
+    /// [`state_hash_after`]).
+    pub fn tip_and_state_hash(&self) -> (BlockHeader, Hash32) {
+        let head = self.read_head();
+        (head.tip.clone(), head.state_hash)
+    }
+
+    /// The genesis nodes whose node certificate appeared in a block committed since the
+    /// ledger was opened, with the latest expiry seen (`(name@org, not_after)`, Unix seconds).
+    /// Waits for a commit in progress.
+    pub fn node_cert_expiry(&self) -> Vec<(String, u64)> {
+        self.lock_committer().node_cert_expiry()
+    }
+
+    /// The world-state hash after block `number`, if the ledger has that block.
+    pub fn state_hash_at(&self, number: u64) -> Result<Option<Hash32>, LedgerError> {
+        match self.state_hashes.get(codec::encode_u64(number))? {
+            None => Ok(None),
+            Some(raw) => Ok(Some(codec::decode_hash("state hash", &raw)?)),
+        }
     }
 
     /// The last Raft index applied (a block made or an entry skipped); 0 before any.
@@ -630,10 +699,19 @@ impl Ledger {
             .collect();
         let tip = codec::encode_header(&header);
         let applied = codec::encode_u64(record.raft_index);
+        let prev_state_hash = self.read_head().state_hash;
+        let state_hash = state_hash_after(&prev_state_hash, number, &writes);
 
-        (&self.blocks, &self.state, &self.txindex, &self.meta)
-            .transaction(|(blocks, state, txindex, meta)| {
+        (
+            &self.blocks,
+            &self.state,
+            &self.txindex,
+            &self.meta,
+            &self.state_hashes,
+        )
+            .transaction(|(blocks, state, txindex, meta, state_hashes)| {
                 blocks.insert(&key[..], record_bytes.as_slice())?;
+                state_hashes.insert(&key[..], &state_hash.0[..])?;
                 for (k, v) in &writes {
                     match v {
                         Some(v) => state.insert(*k, v.as_slice())?,
@@ -658,6 +736,7 @@ impl Ledger {
             let mut head = self.write_head();
             head.tip = header.clone();
             head.applied_raft_index = raft_index;
+            head.state_hash = state_hash;
         }
         let txs = checked.into_outcomes();
         let valid = txs.iter().filter(|t| t.code.is_valid()).count();
@@ -742,6 +821,7 @@ fn init(
     db: &sled::Db,
     blocks: &sled::Tree,
     meta: &sled::Tree,
+    state_hashes: &sled::Tree,
     genesis: &Block,
     network_id: Hash32,
 ) -> Result<(), LedgerError> {
@@ -752,9 +832,11 @@ fn init(
     }
     .to_bytes()?;
     let tip = codec::encode_header(&genesis.header);
-    (blocks, meta)
-        .transaction(|(blocks, meta)| {
+    let state_hash = genesis_state_hash(&network_id);
+    (blocks, meta, state_hashes)
+        .transaction(|(blocks, meta, state_hashes)| {
             blocks.insert(&codec::encode_u64(0)[..], record.as_slice())?;
+            state_hashes.insert(&codec::encode_u64(0)[..], &state_hash.0[..])?;
             meta.insert(META_SCHEMA, &SCHEMA_VERSION.to_be_bytes()[..])?;
             meta.insert(META_GENESIS_HASH, &network_id.0[..])?;
             meta.insert(META_TIP, &tip[..])?;
@@ -767,9 +849,17 @@ fn init(
 }
 
 /// Reads tip and applied index from `meta` and checks them against the blocks tree: the last
-/// block stored must be the tip (they are written in one transaction).
-fn load_head(blocks: &sled::Tree, meta: &sled::Tree) -> Result<Head, LedgerError> {
-    let head = read_meta_head(meta)?;
+/// block stored must be the tip (they are written in one transaction). Reads the state hash
+/// of the tip; a ledger written before state hashes existed gets one made from its whole
+/// state at the tip (logged: nodes upgraded at different heights will show different hashes).
+fn load_head(
+    blocks: &sled::Tree,
+    meta: &sled::Tree,
+    state_hashes: &sled::Tree,
+    state: &sled::Tree,
+    network_id: Hash32,
+) -> Result<Head, LedgerError> {
+    let mut head = read_meta_head(meta)?;
     let (tip, applied_raft_index) = (&head.tip, head.applied_raft_index);
     let (last_key, last_raw) = blocks
         .last()?
@@ -789,7 +879,41 @@ fn load_head(blocks: &sled::Tree, meta: &sled::Tree) -> Result<Head, LedgerError
             record.raft_index
         )));
     }
+    head.state_hash = match state_hashes.get(codec::encode_u64(last))? {
+        Some(raw) => codec::decode_hash("state hash", &raw)?,
+        None => {
+            let h = legacy_state_hash(state, &network_id, last)?;
+            state_hashes.insert(&codec::encode_u64(last)[..], &h.0[..])?;
+            state_hashes.flush()?;
+            warn!(target: TARGET, tip = last, state_hash = %h,
+                  "this ledger had no state hash: made one from its whole state at the tip");
+            h
+        }
+    };
     Ok(head)
+}
+
+/// A state hash for a ledger written before state hashes existed: the genesis hash (empty
+/// state) at block 0, otherwise a hash over every state entry in key order at `tip`.
+fn legacy_state_hash(
+    state: &sled::Tree,
+    network_id: &Hash32,
+    tip: u64,
+) -> Result<Hash32, LedgerError> {
+    if tip == 0 && state.is_empty() {
+        return Ok(genesis_state_hash(network_id));
+    }
+    let mut digests = Vec::new();
+    for item in state.iter() {
+        let (k, v) = item?;
+        digests.extend_from_slice(sphr_crypto::hash::sha256_parts(&[b"w", &k, &v]).as_bytes());
+    }
+    Ok(sphr_crypto::hash::sha256_parts(&[
+        b"sphr-state-v1-legacy",
+        network_id.as_bytes(),
+        &tip.to_be_bytes(),
+        &sphr_crypto::hash::sha256(&digests).0,
+    ]))
 }
 
 /// Tip and applied index as recorded in `meta`.
@@ -805,6 +929,8 @@ fn read_meta_head(meta: &sled::Tree) -> Result<Head, LedgerError> {
     Ok(Head {
         tip,
         applied_raft_index,
+        // Filled in by `load_head`; `check_health` compares tip and index only.
+        state_hash: Hash32([0; 32]),
     })
 }
 

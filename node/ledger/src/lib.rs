@@ -27,6 +27,7 @@
 //!    state[k]  = version (n, position) ++ value      (writes of VALID txs only)
 //!    txindex[id] = (n, position, code)               (txs whose creator signature verified)
 //!    meta: tip header, applied raft index
+//!    state_hashes[n] = H(state_hashes[n-1], n, writes)  (running world-state hash)
 //!  then flush ──> CommittedBlock { per tx: id, position, code, contract, function, events }
 //! ```
 //!
@@ -47,6 +48,9 @@ pub mod test_utils;
 pub mod validate;
 
 pub use codec::{CodecError, TxLocation};
-pub use ledger::{CommitOutcome, CommittedBlock, Ledger, LedgerError, SkipReason};
+pub use ledger::{
+    CommitOutcome, CommittedBlock, Ledger, LedgerError, SkipReason, genesis_state_hash,
+    state_hash_after,
+};
 pub use store::{MAX_RANGE_ENTRIES, StateEntry, StateReader, TxIndexReader};
 pub use validate::{TxOutcome, Validator};

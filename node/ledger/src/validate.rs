@@ -34,20 +34,25 @@
 //!
 //! Cost: certificates already checked are remembered ([`CertCache`]); all creator and
 //! endorsement signatures of a block go through `verify_many` in chunks of
-//! [`SIG_BATCH_CHUNK`] (a chunk with one bad signature falls back to one-by-one checks, so a
-//! chunk bounds what one forged signature costs the block). Every verdict equals what
-//! `verify_strict` says, so all nodes compute the same codes.
+//! [`SIG_BATCH_CHUNK`]. Each signature is checked strictly on its own (see
+//! `sphr_crypto::keys::verify_many`: a batch equation's verdict could depend on its company),
+//! so all nodes compute the same codes. Signatures this process already verified strictly (the
+//! creator's at endorsement, its own endorsement, the remote endorsements its gateway checked:
+//! [`VerifiedSigs`], set with [`Validator::set_verified_signatures`]) are not checked again;
+//! the verdicts stay exactly the same.
 //!
 //! Only store failures are errors ([`LedgerError`]); every property of the transactions is a
 //! [`ValidationCode`].
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Range;
+use std::sync::Arc;
 
 use sphr_crypto::cbor;
 use sphr_crypto::cert::{Certificate, Role};
 use sphr_crypto::hash::Hash32;
 use sphr_crypto::keys::{PublicKey, Signature, verify_many};
+use sphr_crypto::sigcache::VerifiedSigs;
 use sphr_types::{
     BlockHeader, Event, GenesisConfig, Policy, ProposalHeader, ResponsePayload, Transaction,
     ValidationCode, Version, Write, strip_namespace,
@@ -95,6 +100,12 @@ pub struct Validator {
     nodes: HashMap<String, HashMap<String, PublicKey>>,
     policies: HashMap<String, Policy>,
     certs: CertCache,
+    /// `name@org` of each genesis node -> the latest `not_after` of its node certificates
+    /// met (CA signature verified) in blocks validated since the ledger was opened.
+    node_cert_expiry: BTreeMap<String, u64>,
+    /// Signatures this process already verified strictly (endorser, own endorsements): the
+    /// creator and endorsement checks skip them, with the same verdicts.
+    sigs: Option<Arc<VerifiedSigs>>,
 }
 
 impl Validator {
@@ -122,6 +133,41 @@ impl Validator {
                 .map(|c| (c.name.clone(), c.policy.clone()))
                 .collect(),
             certs: CertCache::default(),
+            node_cert_expiry: BTreeMap::new(),
+            sigs: None,
+        }
+    }
+
+    /// Skips, in the signature checks, what `sigs` knows to verify (same verdicts, less work).
+    pub fn set_verified_signatures(&mut self, sigs: Arc<VerifiedSigs>) {
+        self.sigs = Some(sigs);
+    }
+
+    /// The genesis nodes whose node certificate was met in a block validated since the ledger
+    /// was opened, as `(name@org, not_after)` with the latest `not_after` seen (a renewed
+    /// certificate replaces the old one as soon as one of its endorsements is committed).
+    pub fn node_cert_expiry(&self) -> Vec<(String, u64)> {
+        self.node_cert_expiry
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect()
+    }
+
+    /// Notes a certificate whose CA signature verified, when it is a genesis node's.
+    fn note_node_cert(&mut self, cert: &Certificate) {
+        let b = &cert.body;
+        let is_node = b.role == Role::Node
+            && self
+                .nodes
+                .get(&b.org)
+                .and_then(|n| n.get(&b.subject))
+                .is_some_and(|k| *k == b.public_key);
+        if is_node {
+            let e = self
+                .node_cert_expiry
+                .entry(format!("{}@{}", b.subject, b.org))
+                .or_insert(b.not_after);
+            *e = (*e).max(b.not_after);
         }
     }
 
@@ -279,7 +325,9 @@ impl Received {
             }
             endorser_range.push(start..endorser_entries.len());
         }
-        certs.verify(&mut v.certs);
+        for cert in certs.verify(&mut v.certs) {
+            v.note_node_cert(cert);
+        }
 
         // 2. Creator certificates (BAD_CREATOR) and endorser identities (decided at step 8).
         let mut creator_ok: Vec<bool> = Vec::with_capacity(slots.len());
@@ -329,7 +377,10 @@ impl Received {
         }
         let mut sig_ok = Vec::with_capacity(items.len());
         for chunk in items.chunks(SIG_BATCH_CHUNK) {
-            sig_ok.extend(verify_many(chunk));
+            sig_ok.extend(match &v.sigs {
+                Some(known) => known.verify_many(chunk),
+                None => verify_many(chunk),
+            });
         }
         drop(items);
 
@@ -662,13 +713,15 @@ impl<'a> CertChecks<'a> {
         i
     }
 
-    /// Verifies the queued CA signatures and caches the certificates that pass.
-    fn verify(&mut self, cache: &mut CertCache) {
+    /// Verifies the queued CA signatures and caches the certificates that pass; returns
+    /// those (the certificates met for the first time since the cache last held them).
+    fn verify(&mut self, cache: &mut CertCache) -> Vec<&'a Certificate> {
         let queued: Vec<usize> = (0..self.entries.len())
             .filter(|&i| self.entries.get(i).is_some_and(|e| e.to_verify.is_some()))
             .collect();
+        let mut passed = Vec::new();
         if queued.is_empty() {
-            return;
+            return passed;
         }
         let verdicts = {
             let items: Vec<(&[u8], &Signature, &PublicKey)> = queued
@@ -691,9 +744,11 @@ impl<'a> CertChecks<'a> {
                 e.to_verify = None;
                 if ok {
                     cache.insert(e.cert.clone());
+                    passed.push(e.cert);
                 }
             }
         }
+        passed
     }
 
     fn ok(&self, i: usize) -> bool {
@@ -901,5 +956,65 @@ mod tests {
         assert_eq!(out.valid_count(), 5);
         // The user and two node certificates.
         assert_eq!(v.cached_certificates(), 3);
+        // The node certificates (not the user's) are noted with their expiry.
+        let seen = v.node_cert_expiry();
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        for (name, not_after) in &seen {
+            let (subject, org) = name.split_once('@').unwrap();
+            let node = net.genesis.node(org, subject).unwrap();
+            assert_eq!(node.name, subject);
+            assert!(*not_after > 0);
+        }
+    }
+
+    #[test]
+    fn verified_signature_cache_skips_work_not_checks() {
+        let net = TestNetwork::new(2, "ALL");
+        let user = net.user(0, "alice");
+        let txs: Vec<Transaction> = (0..6u8)
+            .map(|i| net.tx(&user).writes(vec![put("kv", &[i], b"1")]).build())
+            .collect();
+        // Warm: every signature of every tx verified through the cache, as the endorser and
+        // gateway of a node do.
+        let sigs = Arc::new(VerifiedSigs::new(1024));
+        for t in &txs {
+            let sp = &t.signed_proposal;
+            let creator = sp.decode_proposal().unwrap().header.creator.body.public_key;
+            sigs.verify(&sp.proposal, &sp.signature, &creator).unwrap();
+            for e in &t.endorsements {
+                let pk = e.endorser.body.public_key;
+                sigs.verify(&t.response, &e.signature, &pk).unwrap();
+            }
+        }
+        assert_eq!(sigs.len(), 18);
+        let mut tampered = txs.clone();
+        // A flipped bit in the creator's signature and in an endorsement's.
+        tampered[1].signed_proposal.signature.0[5] ^= 1;
+        tampered[2].endorsements[1].signature.0[40] ^= 1;
+        // A good (cached) signature of the same endorser over another tx's response.
+        tampered[3].endorsements[0].signature = txs[4].endorsements[0].signature;
+        // The creator's signature of another tx.
+        tampered[5].signed_proposal.signature = txs[0].signed_proposal.signature;
+        let mut plain = Validator::new(&net.genesis, net.network_id());
+        let mut cached = Validator::new(&net.genesis, net.network_id());
+        cached.set_verified_signatures(sigs.clone());
+        let hits = sigs.hits();
+        let a = run(&mut plain, &Mem::default(), &tampered);
+        let b = run(&mut cached, &Mem::default(), &tampered);
+        use ValidationCode::*;
+        let expect = [
+            Valid,
+            BadSignature,
+            BadEndorsementSignature,
+            BadEndorsementSignature,
+            Valid,
+            BadSignature,
+        ];
+        assert_eq!(a.codes(), &expect);
+        assert_eq!(b.codes(), &expect);
+        // Every untouched signature was found: all 3 of txs 0 and 4, 2 of each other tx.
+        assert_eq!(sigs.hits() - hits, 14);
+        // Nothing was added by validation.
+        assert_eq!(sigs.len(), 18);
     }
 }

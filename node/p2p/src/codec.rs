@@ -68,10 +68,15 @@ impl FrameCodec {
         let mut buf = Vec::new();
         (&mut *io).take(len).read_to_end(&mut buf).await?;
         if (buf.len() as u64) < len {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "stream ended inside a frame",
-            ));
+            // A truncated frame: counted like any frame that does not decode.
+            return Err(self.refuse(BadMessage {
+                reason: BadReason::Undecodable,
+                detail: format!(
+                    "{} stream ended inside a frame: {} of {len} bytes",
+                    self.kind,
+                    buf.len()
+                ),
+            }));
         }
         Ok(buf)
     }

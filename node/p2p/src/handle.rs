@@ -100,6 +100,10 @@ pub(crate) enum Command {
         peer: PeerId,
         addr: SocketAddr,
     },
+    SetIsolated {
+        on: bool,
+        reply: oneshot::Sender<()>,
+    },
 }
 
 /// Starts the p2p layer.
@@ -144,6 +148,7 @@ impl P2p {
                 local_addr: started.local_addr,
                 local_key: started.local_key,
                 network_id: config.network_id,
+                isolated: std::sync::atomic::AtomicBool::new(false),
             }),
         };
         Ok((handle, inbound_rx))
@@ -162,6 +167,7 @@ struct Inner {
     local_addr: SocketAddr,
     local_key: [u8; 32],
     network_id: [u8; 32],
+    isolated: std::sync::atomic::AtomicBool,
 }
 
 /// The node's handle on the p2p layer. Cheap to clone; when the last clone is dropped the
@@ -357,6 +363,32 @@ impl P2pHandle {
             })
             .await
             .map_err(|_| P2pError::Shutdown)
+    }
+
+    /// A fault switch for tests (chaos runs): `true` cuts this node off from every peer (its
+    /// connections are closed, it dials nobody and refuses every incoming connection, without
+    /// counting them as strangers); `false` heals it (peers are allowed again and redialed at
+    /// once). Returns once the swarm task has applied it. The node exposes it only when its
+    /// configuration says `p2p.fault_injection = true`.
+    pub async fn set_isolated(&self, on: bool) -> Result<(), P2pError> {
+        let (reply, done) = oneshot::channel();
+        self.inner
+            .cmd_tx
+            .send(Command::SetIsolated { on, reply })
+            .await
+            .map_err(|_| P2pError::Shutdown)?;
+        done.await.map_err(|_| P2pError::Shutdown)?;
+        self.inner
+            .isolated
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Whether [`P2pHandle::set_isolated`] cut this node off.
+    pub fn is_isolated(&self) -> bool {
+        self.inner
+            .isolated
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Stops the swarm task: closes the listener and every connection, fails the requests

@@ -123,6 +123,8 @@ pub(crate) struct Task {
     connected_tx: watch::Sender<Vec<[u8; 32]>>,
     pending_out: HashMap<(Kind, OutboundRequestId), PendingOut>,
     replies: FuturesUnordered<BoxFuture<'static, ReplyDone>>,
+    /// Cut off from every peer by the fault switch (`P2pHandle::set_isolated`).
+    isolated: bool,
     /// Dropped when the task ends, which is what `P2pHandle::shutdown` waits for.
     done_tx: watch::Sender<()>,
 }
@@ -357,6 +359,7 @@ pub(crate) async fn start(args: StartArgs<'_>) -> Result<Started, P2pError> {
         connected_tx: args.connected_tx,
         pending_out: HashMap::new(),
         replies: FuturesUnordered::new(),
+        isolated: false,
         done_tx: args.done_tx,
     };
     tokio::spawn(task.run());
@@ -470,6 +473,12 @@ impl Task {
 
     fn redial_due(&mut self) {
         let now = Instant::now();
+        if self.isolated {
+            for p in self.peers.values_mut() {
+                p.redial_at = None;
+            }
+            return;
+        }
         let due: Vec<PeerId> = self
             .peers
             .iter()
@@ -596,7 +605,9 @@ impl Task {
         cause: &libp2p::swarm::ConnectionDenied,
     ) {
         let peer = peer.map(|p| p.to_string()).unwrap_or_default();
-        if cause
+        if self.isolated {
+            debug!(target: TARGET, %peer, %addr, "refused a connection: isolated by the fault switch");
+        } else if cause
             .downcast_ref::<allow_block_list::NotAllowed>()
             .is_some()
         {
@@ -640,6 +651,10 @@ impl Task {
             Command::Publish { topic, data, reply } => {
                 let _ = reply.send(self.publish(topic, data));
             }
+            Command::SetIsolated { on, reply } => {
+                self.set_isolated(on);
+                let _ = reply.send(());
+            }
             Command::SetPeerAddr { peer, addr } => {
                 let min = Duration::from_millis(self.limits.redial_min_ms);
                 if let Some(p) = self.peers.get_mut(&peer) {
@@ -651,6 +666,38 @@ impl Task {
                     }
                 }
             }
+        }
+    }
+
+    /// The fault switch: cut off (disallow every peer, which closes their connections and
+    /// refuses new ones; no redials) or heal (allow them again and redial now).
+    fn set_isolated(&mut self, on: bool) {
+        if on == self.isolated {
+            return;
+        }
+        self.isolated = on;
+        let ids: Vec<PeerId> = self.peers.keys().copied().collect();
+        let min = Duration::from_millis(self.limits.redial_min_ms);
+        for id in ids {
+            if on {
+                self.swarm.behaviour_mut().allow.disallow_peer(id);
+                if let Some(p) = self.peers.get_mut(&id) {
+                    p.redial_at = None;
+                }
+            } else {
+                self.swarm.behaviour_mut().allow.allow_peer(id);
+                if let Some(p) = self.peers.get_mut(&id) {
+                    p.backoff = min;
+                    if p.connections == 0 && p.addr.is_some() {
+                        p.redial_at = Some(Instant::now());
+                    }
+                }
+            }
+        }
+        if on {
+            warn!(target: TARGET, "fault switch: cut off from every peer");
+        } else {
+            warn!(target: TARGET, "fault switch: healed, redialing every peer");
         }
     }
 

@@ -144,3 +144,46 @@ proptest! {
         })?;
     }
 }
+
+#[test]
+fn the_state_hash_follows_the_writes_survives_reopen_and_matches_a_synced_copy() {
+    let net = TestNetwork::new(2, "ANY");
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let alice = net.user(1, "alice");
+    let a = net.open_ledger(dir_a.path());
+    let (_, h0) = a.tip_and_state_hash();
+    assert_eq!(h0, sphr_ledger::genesis_state_hash(&net.network_id()));
+    commit(&net, &a, &[net.kv_put(&alice, b"k1", b"v1")]);
+    let (tip1, h1) = a.tip_and_state_hash();
+    assert_eq!(tip1.number, 1);
+    assert_ne!(h1, h0);
+    // The next block's writes move the hash on; each height keeps its own.
+    let tx = net.kv_put(&alice, b"k2", b"v2");
+    commit(&net, &a, std::slice::from_ref(&tx));
+    let (_, h2) = a.tip_and_state_hash();
+    assert_ne!(h2, h1);
+    assert_eq!(a.state_hash_at(1).unwrap(), Some(h1));
+    assert_eq!(a.state_hash_at(2).unwrap(), Some(h2));
+    assert_eq!(a.state_hash_at(3).unwrap(), None);
+
+    // A copy fed the same blocks by sync has the same hashes at every height.
+    let b = net.open_ledger(dir_b.path());
+    for n in 1..=2 {
+        b.append_block(&a.block(n).unwrap().unwrap()).unwrap();
+        assert_eq!(b.state_hash_at(n).unwrap(), a.state_hash_at(n).unwrap());
+    }
+    assert_eq!(b.tip_and_state_hash(), a.tip_and_state_hash());
+
+    // Reopened, the ledger reports the same hash.
+    drop(a);
+    let a = net.open_ledger(dir_a.path());
+    assert_eq!(a.tip_and_state_hash().1, h2);
+
+    // Same height, different writes: different hash.
+    let dir_c = tempfile::tempdir().unwrap();
+    let c = net.open_ledger(dir_c.path());
+    commit(&net, &c, &[net.kv_put(&alice, b"k1", b"other")]);
+    commit(&net, &c, &[net.kv_put(&alice, b"k2", b"v2")]);
+    assert_eq!(c.height(), 2);
+    assert_ne!(c.tip_and_state_hash().1, h2);
+}

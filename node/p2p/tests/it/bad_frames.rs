@@ -272,6 +272,7 @@ async fn bad_frames_and_gossip_are_dropped_and_counted_while_serving() {
         ),
         ("garbage", raw_frame(8, b"garbage!")),
         ("empty frame", raw_frame(0, b"")),
+        ("truncated frame", raw_frame(100, b"only ten b")),
         (
             "length over the limit",
             raw_frame(u32::MAX, b"and a few bytes"),
@@ -292,7 +293,7 @@ async fn bad_frames_and_gossip_are_dropped_and_counted_while_serving() {
     let expect = BadMessages {
         wrong_network: 1,
         unknown_kind: 2,
-        undecodable: 2,
+        undecodable: 3,
         oversized: 2,
         not_allowed: 0,
     };
@@ -333,13 +334,13 @@ async fn bad_frames_and_gossip_are_dropped_and_counted_while_serving() {
     let expect = BadMessages {
         wrong_network: 2,
         unknown_kind: 3,
-        undecodable: 3,
+        undecodable: 4,
         oversized: 3,
         not_allowed: 0,
     };
     raw.drive_until("bad gossip counted", |_| a.stats().bad_messages == expect)
         .await;
-    assert_eq!(a.stats().bad_messages_total, 11);
+    assert_eq!(a.stats().bad_messages_total, 12);
 
     // Good gossip from the raw client still gets through.
     raw.publish(Topic::Txs, gossip(NET, Topic::Txs.code(), b"tx".to_vec()))

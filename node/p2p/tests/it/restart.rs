@@ -98,3 +98,72 @@ async fn restarted_node_is_redialed_and_reconnects() {
         h.shutdown().await;
     }
 }
+
+/// The fault switch cuts a node off from every peer, both ways, without counting the peers'
+/// redials as strangers; healing reconnects it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn isolated_node_is_cut_off_both_ways_and_heals() {
+    init_tracing();
+    let nodes = start_net(3, limits()).await;
+    let mut handles = Vec::new();
+    let mut seen = Vec::new();
+    for (h, inbound) in nodes {
+        handles.push(h);
+        seen.push(spawn_echo(inbound));
+    }
+    let t = Duration::from_secs(10);
+    assert!(!handles[2].is_isolated());
+    bounded("isolate", handles[2].set_isolated(true))
+        .await
+        .unwrap();
+    assert!(handles[2].is_isolated());
+    wait_until("node 2 cut off from both, both from node 2", || {
+        handles[2].stats().peers_connected == 0
+            && !handles[0].is_connected(&key(2))
+            && !handles[1].is_connected(&key(2))
+    })
+    .await;
+    // The others keep talking to each other.
+    assert_eq!(
+        handles[0]
+            .request(key(1), Kind::Endorse, b"still here".to_vec(), t)
+            .await
+            .unwrap(),
+        echo(Kind::Endorse, b"still here")
+    );
+    // Their redials are refused while it lasts, and not counted as strangers.
+    let dials = handles[0].stats().dials_total;
+    wait_until("node 0 redials node 2", || {
+        handles[0].stats().dials_total >= dials + 2
+    })
+    .await;
+    assert!(!handles[0].is_connected(&key(2)));
+    assert_eq!(handles[2].stats().peers_refused_total, 0);
+    assert!(matches!(
+        handles[2]
+            .request(key(0), Kind::Endorse, b"x".to_vec(), t)
+            .await,
+        Err(P2pError::NotConnected(_))
+    ));
+
+    bounded("heal", handles[2].set_isolated(false))
+        .await
+        .unwrap();
+    assert!(!handles[2].is_isolated());
+    wait_until("node 2 reconnected to both", || {
+        handles[2].stats().peers_connected == 2
+            && handles[0].is_connected(&key(2))
+            && handles[1].is_connected(&key(2))
+    })
+    .await;
+    assert_eq!(
+        handles[2]
+            .request(key(0), Kind::Endorse, b"back".to_vec(), t)
+            .await
+            .unwrap(),
+        echo(Kind::Endorse, b"back")
+    );
+    for h in &handles {
+        h.shutdown().await;
+    }
+}
