@@ -173,6 +173,14 @@ struct Cli {
     /// Also write the JSON report to this file (the text report still goes to stdout).
     #[arg(long, value_name = "FILE")]
     json_out: Option<PathBuf>,
+    /// Write every transaction seen committed (valid or not) to this file, one per line:
+    /// `<tx id> <validation code> <block>` (for checks after the run, e.g. testnet/chaos.sh).
+    #[arg(long, value_name = "FILE")]
+    committed_out: Option<PathBuf>,
+    /// Do not run load: look up every tx of a --committed-out FILE on every node of
+    /// --network and compare validation codes; print a JSON report, exit 1 on a difference.
+    #[arg(long, value_name = "FILE")]
+    check_committed: Option<PathBuf>,
     /// No progress line on stderr.
     #[arg(long)]
     no_progress: bool,
@@ -413,6 +421,16 @@ async fn show_progress(p: Arc<Progress>, mut stop: tokio::sync::watch::Receiver<
 async fn main() -> Result<()> {
     let cli = Cli::parse();
     let cfg = build_config(&cli)?;
+    if let Some(file) = &cli.check_committed {
+        let report = sphr_bench::pte::committed::check(&cfg.network, file)
+            .await
+            .map_err(|e| anyhow::anyhow!("checking {}: {e}", file.display()))?;
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        if report.problem_count > 0 || report.found_on_every_node != report.acknowledged {
+            std::process::exit(1);
+        }
+        return Ok(());
+    }
     if cli.print_config {
         print!("{}", cfg.to_toml()?);
         return Ok(());
@@ -425,7 +443,18 @@ async fn main() -> Result<()> {
     } else {
         Some(tokio::spawn(show_progress(progress.clone(), stop_rx)))
     };
-    let result = sphr_bench::pte::run(&cfg, progress).await;
+    let committed = match &cli.committed_out {
+        Some(path) => Some(Arc::new(
+            sphr_bench::pte::CommittedLog::create(path)
+                .with_context(|| format!("creating {}", path.display()))?,
+        )),
+        None => None,
+    };
+    let result = sphr_bench::pte::run_logged(&cfg, progress, committed.clone()).await;
+    if let Some(log) = &committed {
+        log.finish()
+            .map_err(|e| anyhow::anyhow!("writing the committed transactions: {e}"))?;
+    }
     let _ = stop_tx.send(true);
     if let Some(d) = display {
         let _ = d.await;

@@ -18,10 +18,11 @@
 //!  what each latency covers)
 //! ```
 //!
-//! Modules: [`config`] (the file and its checks), [`schedule`] (send times, pure),
+//! Modules: [`committed`] (`--committed-out`: every tx seen committed), [`config`] (the file and its checks), [`schedule`] (send times, pure),
 //! [`workload`] (what each tx calls), [`events`] (the SSE commit stream), [`stats`]
 //! (histograms and percentiles), [`report`] (text and JSON), [`runner`] (the run).
 
+pub mod committed;
 pub mod config;
 pub mod events;
 pub mod report;
@@ -30,6 +31,7 @@ pub mod schedule;
 pub mod stats;
 pub mod workload;
 
+pub use committed::CommittedLog;
 pub use config::PteConfig;
 pub use report::Report;
-pub use runner::{Phase, Progress, PteError, run};
+pub use runner::{Phase, Progress, PteError, run, run_logged};

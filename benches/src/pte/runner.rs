@@ -31,6 +31,7 @@ use sphr_types::{Policy, Transaction};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use crate::pte::committed::CommittedLog;
 use crate::pte::config::{ConfigError, Flow, PteConfig, TransMode, TransType};
 use crate::pte::events::{EventError, EventHub, Waited};
 use crate::pte::report::{ProcessReport, QueryReport, Report};
@@ -352,6 +353,7 @@ struct ProcEnv {
     event_timeout: Duration,
     identity: Arc<Identity>,
     hub: Option<Arc<EventHub>>,
+    committed: Option<Arc<CommittedLog>>,
     workload: Mutex<Box<dyn Workload>>,
     keys: Vec<String>,
     seq: AtomicU64,
@@ -510,16 +512,21 @@ impl ProcEnv {
             Err(o) => return o,
         };
         match lane.gateway.submit(&sp, true).await {
-            Ok(r) => match r.code.as_deref() {
-                Some("VALID") => Outcome::Ok {
-                    event: t0.elapsed(),
-                    peer: None,
-                    orderer: None,
-                    via_poll: false,
-                },
-                Some(code) => Outcome::TxFailed(local(format!("committed {code}"))),
-                None => Outcome::TxFailed(local("answered without a commit")),
-            },
+            Ok(r) => {
+                if let (Some(code), Some(log)) = (r.code.as_deref(), &self.committed) {
+                    log.record(&r.tx_id, code, r.block);
+                }
+                match r.code.as_deref() {
+                    Some("VALID") => Outcome::Ok {
+                        event: t0.elapsed(),
+                        peer: None,
+                        orderer: None,
+                        via_poll: false,
+                    },
+                    Some(code) => Outcome::TxFailed(local(format!("committed {code}"))),
+                    None => Outcome::TxFailed(local("answered without a commit")),
+                }
+            }
             Err(e) => classify(&e, Step::Submit),
         }
     }
@@ -577,7 +584,11 @@ impl ProcEnv {
             return classify(&e, Step::Broadcast);
         }
         let orderer = to.elapsed();
-        match hub.wait(reg, deadline).await {
+        let waited = hub.wait(reg, deadline).await;
+        if let (Waited::Committed(seen), Some(log)) = (&waited, &self.committed) {
+            log.record(&tx_id, &seen.code, Some(seen.block));
+        }
+        match waited {
             Waited::Committed(seen) if seen.code == "VALID" => Outcome::Ok {
                 event: t0.elapsed(),
                 peer: Some(peer),
@@ -987,6 +998,15 @@ async fn closed_loop(
 /// Runs the configured load against the network and returns the report. The caller's tokio
 /// runtime runs it; `progress` is updated live.
 pub async fn run(cfg: &PteConfig, progress: Arc<Progress>) -> Result<Report, PteError> {
+    run_logged(cfg, progress, None).await
+}
+
+/// [`run`], also writing every transaction seen committed (valid or not) to `committed`.
+pub async fn run_logged(
+    cfg: &PteConfig,
+    progress: Arc<Progress>,
+    committed: Option<Arc<CommittedLog>>,
+) -> Result<Report, PteError> {
     cfg.validate()?;
     progress.set_phase(Phase::Setup);
     let (manifest, tls, specs) = plan(cfg)?;
@@ -1083,6 +1103,7 @@ pub async fn run(cfg: &PteConfig, progress: Arc<Progress>) -> Result<Report, Pte
             event_timeout,
             identity: s.identity.clone(),
             hub: hubs.get(&s.gateway.url).cloned(),
+            committed: committed.clone(),
             workload: Mutex::new(workload::for_process(&cfg.workload, seed, s.index)?),
             keys: Vec::new(),
             seq: AtomicU64::new(0),
