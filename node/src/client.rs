@@ -384,10 +384,29 @@ impl Client {
                 "path {path:?} must start with '/'"
             )));
         }
+        self.request_with_headers(method, path, content_type, &[], body)
+            .await
+    }
+
+    /// As [`Client::request`], with extra headers (e.g. those of
+    /// [`crate::signed_request::sign`]).
+    pub async fn request_with_headers(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: Option<&str>,
+        headers: &[(&str, String)],
+        body: impl Into<Bytes>,
+    ) -> Result<(u16, Vec<u8>), ClientError> {
+        if !path.starts_with('/') {
+            return Err(ClientError::BadArgument(format!(
+                "path {path:?} must start with '/'"
+            )));
+        }
         let body: Bytes = body.into();
         let timed = tokio::time::timeout(
             self.timeout,
-            self.exchange(&method, path, content_type, body),
+            self.exchange(&method, path, content_type, headers, body),
         );
         match timed.await {
             Ok(result) => result,
@@ -404,6 +423,7 @@ impl Client {
         method: &Method,
         path: &str,
         content_type: Option<&str>,
+        headers: &[(&str, String)],
         body: Bytes,
     ) -> Result<(u16, Vec<u8>), ClientError> {
         let http = |source| ClientError::Http {
@@ -428,6 +448,9 @@ impl Client {
                 .header(ACCEPT, "application/json");
             if let Some(ct) = content_type {
                 req = req.header(CONTENT_TYPE, ct);
+            }
+            for (name, value) in headers {
+                req = req.header(*name, value.as_str());
             }
             let req = req
                 .body(Full::new(body.clone()))

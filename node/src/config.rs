@@ -71,6 +71,9 @@ impl ConfigError {
     }
 }
 
+/// Largest `node.verified_signature_cache`: two generations of 32-byte digests, about 300 MB.
+pub const MAX_VERIFIED_SIGNATURE_CACHE: usize = 4 * 1024 * 1024;
+
 /// `[node]`: who this node is and where it keeps its data.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -84,6 +87,11 @@ pub struct NodeSection {
     /// On SIGTERM, how long the node waits for transactions already accepted to be ordered
     /// and committed and for requests in flight to finish (ms).
     pub shutdown_timeout_ms: u64,
+    /// Warn this many days before a certificate (own, TLS, peers') expires.
+    pub cert_warn_days: u32,
+    /// Signatures verified at endorsement (or made by this node) remembered per generation,
+    /// so that the committer does not verify them again; 0 turns the cache off.
+    pub verified_signature_cache: usize,
 }
 
 impl Default for NodeSection {
@@ -93,6 +101,8 @@ impl Default for NodeSection {
             identity: PathBuf::from("identity.json"),
             data_dir: PathBuf::from("data"),
             shutdown_timeout_ms: 20_000,
+            cert_warn_days: 30,
+            verified_signature_cache: sphr_crypto::sigcache::DEFAULT_CAPACITY,
         }
     }
 }
@@ -175,6 +185,9 @@ impl Default for OrdererSection {
 pub struct P2pSection {
     /// Listen address (`host:port`). Default: this node's `p2p_addr` in genesis.
     pub listen: Option<String>,
+    /// Tests only: serve `PUT /faults/p2p` on the operations endpoint (loopback clients),
+    /// which cuts this node off from its peers and heals it.
+    pub fault_injection: bool,
     /// Message sizes, queues and timeouts.
     pub limits: sphr_p2p::P2pLimits,
 }
@@ -319,6 +332,15 @@ impl NodeConfig {
         };
         if self.node.shutdown_timeout_ms < 1000 || self.node.shutdown_timeout_ms > 300_000 {
             return bad("node.shutdown_timeout_ms", "must be 1000 to 300000".into());
+        }
+        if self.node.cert_warn_days == 0 || self.node.cert_warn_days > 3650 {
+            return bad("node.cert_warn_days", "must be 1 to 3650".into());
+        }
+        if self.node.verified_signature_cache > MAX_VERIFIED_SIGNATURE_CACHE {
+            return bad(
+                "node.verified_signature_cache",
+                format!("must be 0 to {MAX_VERIFIED_SIGNATURE_CACHE}"),
+            );
         }
         let api = match self.api.listen.parse::<SocketAddr>() {
             Ok(a) => a,
@@ -490,6 +512,12 @@ mod tests {
             "node.shutdown_timeout_ms",
         );
         check(&|c| c.log.format = "xml".into(), "log.format");
+        check(&|c| c.node.cert_warn_days = 0, "node.cert_warn_days");
+        check(&|c| c.node.cert_warn_days = 10_000, "node.cert_warn_days");
+        check(
+            &|c| c.node.verified_signature_cache = 1 << 30,
+            "node.verified_signature_cache",
+        );
         check(&|c| c.log.filter = "info,x=loud".into(), "log.filter");
         check(&|c| c.ops.listen = "9443".into(), "ops.listen");
         check(&|c| c.ops.listen = "127.0.0.1:7443".into(), "ops.listen");

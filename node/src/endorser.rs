@@ -28,6 +28,7 @@ use sphr_contracts::{
 };
 use sphr_crypto::cert::Certificate;
 use sphr_crypto::hash::Hash32;
+use sphr_crypto::sigcache::VerifiedSigs;
 use sphr_types::{
     Endorsement, Event, GenesisConfig, Proposal, Read, ResponsePayload, RwSet, SignedProposal,
     Version, Write, encode, namespaced_key, strip_namespace,
@@ -110,7 +111,11 @@ pub struct Endorser {
     network_id: Hash32,
     registry: Registry,
     identity: Identity,
+    /// The certificate endorsements carry: `identity.cert` until a renewed one is set.
+    cert: std::sync::RwLock<sphr_crypto::cert::Certificate>,
     verified_certs: Mutex<BTreeMap<Hash32, (String, u64, u64)>>,
+    /// Creator signatures verified here and this node's endorsements, for the committer.
+    sigs: Arc<VerifiedSigs>,
     metrics: Option<Metrics>,
 }
 
@@ -126,10 +131,67 @@ impl Endorser {
             genesis,
             network_id,
             registry,
+            cert: std::sync::RwLock::new(identity.cert.clone()),
             identity,
             verified_certs: Mutex::new(BTreeMap::new()),
+            sigs: Arc::new(VerifiedSigs::default()),
             metrics: None,
         }
+    }
+
+    /// Verifies creator signatures and records this node's endorsements in `sigs` (shared
+    /// with the committer, which then skips them) instead of a cache of its own.
+    pub fn with_verified_signatures(mut self, sigs: Arc<VerifiedSigs>) -> Self {
+        self.sigs = sigs;
+        self
+    }
+
+    /// The cache of signatures verified (or made) here.
+    pub fn verified_signatures(&self) -> &Arc<VerifiedSigs> {
+        &self.sigs
+    }
+
+    /// The certificate this node's endorsements carry.
+    pub fn certificate(&self) -> sphr_crypto::cert::Certificate {
+        self.cert
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Uses a renewed certificate for the endorsements from now on. It must be for this node
+    /// (same subject, org, role and key: the key is pinned by genesis), issued by its org's CA
+    /// in genesis and valid at `now_s`; otherwise nothing changes.
+    pub fn set_certificate(
+        &self,
+        cert: sphr_crypto::cert::Certificate,
+        now_s: u64,
+    ) -> Result<(), String> {
+        let cur = &self.identity.cert.body;
+        let b = &cert.body;
+        if b.subject != cur.subject || b.org != cur.org || b.role != cur.role {
+            return Err(format!(
+                "the certificate is for {}@{} ({}), this node is {}@{} ({})",
+                b.subject, b.org, b.role, cur.subject, cur.org, cur.role
+            ));
+        }
+        if b.public_key != self.identity.key.public_key() {
+            return Err(format!(
+                "the certificate's key {} is not this node's key {} (genesis pins it)",
+                b.public_key,
+                self.identity.key.public_key()
+            ));
+        }
+        let ca = self
+            .genesis
+            .org(&b.org)
+            .ok_or_else(|| format!("org {} is not in genesis", b.org))?;
+        cert.verify(&ca.ca_key, now_s).map_err(|e| e.to_string())?;
+        *self
+            .cert
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = cert;
+        Ok(())
     }
 
     /// Observes endorsement durations in `sphr_endorser_endorsement_duration_seconds`.
@@ -204,7 +266,12 @@ impl Endorser {
             });
         }
         self.check_creator(&p.header.creator, now_ms)?;
-        sp.verify_signature(&p)
+        self.sigs
+            .verify(
+                &sp.proposal,
+                &sp.signature,
+                &p.header.creator.body.public_key,
+            )
             .map_err(|_| EndorseError::BadSignature)?;
         if p.header.timestamp_ms.abs_diff(now_ms) > MAX_CLOCK_SKEW_MS {
             return Err(EndorseError::ClockSkew {
@@ -216,6 +283,47 @@ impl Endorser {
             return Err(EndorseError::UnknownContract(p.contract.clone()));
         }
         Ok(p)
+    }
+
+    /// Evaluates query `function` of `contract` on `state` as the holder of `creator`, a
+    /// certificate the caller has already authenticated (a signed request, say: there is no
+    /// signed proposal). The certificate is checked against genesis like a proposal's creator;
+    /// only query functions run, and nothing is signed or ordered.
+    pub fn evaluate_as(
+        &self,
+        state: &dyn StateSource,
+        creator: &Certificate,
+        contract: &str,
+        function: &str,
+        args: Vec<Vec<u8>>,
+        now_ms: u64,
+    ) -> Result<Vec<u8>, EndorseError> {
+        self.check_creator(creator, now_ms)?;
+        if self.genesis.policy(contract).is_none() {
+            return Err(EndorseError::UnknownContract(contract.to_string()));
+        }
+        let c = self
+            .registry
+            .get(contract)
+            .map_err(|_| EndorseError::UnknownContract(contract.to_string()))?;
+        if !c.is_query(function) {
+            return Err(EndorseError::Contract(ContractError::Denied(format!(
+                "{contract}.{function} is not a query"
+            ))));
+        }
+        let proposal = Proposal {
+            header: sphr_types::ProposalHeader {
+                network_id: self.network_id,
+                creator: creator.clone(),
+                nonce: Hash32::ZERO,
+                timestamp_ms: now_ms,
+            },
+            contract: contract.to_string(),
+            function: function.to_string(),
+            args: args.into_iter().map(serde_bytes::ByteBuf::from).collect(),
+        };
+        let (_, response, _) = simulate(c.as_ref(), state, &proposal, Hash32::ZERO)?;
+        Ok(response)
     }
 
     /// Whether `function` of `contract` only reads (unknown ones: no).
@@ -263,8 +371,8 @@ impl Endorser {
         };
         let payload_bytes = encode(&payload).map_err(|e| EndorseError::Malformed(e.to_string()))?;
         let endorsement = Endorsement {
-            endorser: self.identity.cert.clone(),
-            signature: self.identity.key.sign(&payload_bytes),
+            endorser: self.certificate(),
+            signature: self.sigs.sign(&self.identity.key, &payload_bytes),
         };
         Ok(Endorsed {
             proposal,

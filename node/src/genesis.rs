@@ -1164,6 +1164,139 @@ pub fn load_genesis_block(path: &Path) -> Result<(Block, GenesisConfig), Genesis
     Ok((block, genesis))
 }
 
+/// What [`renew_node`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenewedNode {
+    /// `name@org`.
+    pub node: String,
+    /// The identity file rewritten (new certificate, same key).
+    pub identity: PathBuf,
+    /// The TLS certificate rewritten (same key).
+    pub tls_cert: PathBuf,
+    /// Start of the new validity (Unix seconds).
+    pub not_before: u64,
+    /// End of the new validity (Unix seconds).
+    pub not_after: u64,
+}
+
+/// Renews the certificates of node `name@org` of the network in `network_dir`: a new node
+/// certificate (same subject, org, role and key: genesis pins the key, as the node's libp2p
+/// identity and Raft member) and a new X.509 TLS certificate for the same key, both signed by
+/// the org CA (`ca_key`: the org's `ca.key`), valid from `now` (less [`CLOCK_SKEW_S`]) for
+/// `days` days. Each file is replaced atomically (written beside it with its mode, 0600 for
+/// the identity, then renamed over it); the running node takes them on SIGHUP.
+///
+/// The org's TLS CA certificate (`orgs/<Org>/tls-ca.pem`) is not re-issued: the new TLS
+/// certificate names the same issuer and is signed by the same key, and rustls clients check
+/// a trust anchor's key and name, not its dates.
+pub fn renew_node(
+    network_dir: &Path,
+    node: &str,
+    ca_key: &SecretKey,
+    days: u32,
+    now_ms: u64,
+) -> Result<RenewedNode, GenesisError> {
+    if days == 0 || days > MAX_CERT_VALIDITY_DAYS {
+        return Err(invalid(
+            "days",
+            format!("must be 1 to {MAX_CERT_VALIDITY_DAYS}"),
+        ));
+    }
+    let manifest = NetworkManifest::load(&network_dir.join(NETWORK_FILE))?;
+    let (name, org) = node
+        .split_once('@')
+        .ok_or_else(|| invalid("node", format!("{node:?} is not name@org")))?;
+    let m = manifest
+        .node(org, name)
+        .ok_or_else(|| invalid("node", format!("{node} is not a node of this network")))?;
+    let ca_hex = manifest
+        .orgs
+        .iter()
+        .find(|o| o.name == org)
+        .map(|o| o.ca_key.clone())
+        .unwrap_or_default();
+    if ca_key.public_key().to_hex() != ca_hex {
+        return Err(invalid(
+            "ca_key",
+            format!("this key is not the CA key of {org} in network.json"),
+        ));
+    }
+    let id_path = network_dir.join(&m.identity);
+    let tls_path = network_dir.join(&m.tls_cert);
+    let old = Identity::load(&id_path)?;
+    if old.public_key().to_hex() != m.public_key {
+        return Err(invalid(
+            "node",
+            format!(
+                "{} holds a key that is not {node}'s key in network.json",
+                id_path.display()
+            ),
+        ));
+    }
+    let now_s = now_ms / 1000;
+    let not_before = now_s.saturating_sub(CLOCK_SKEW_S);
+    let not_after = u64::from(days)
+        .checked_mul(86_400)
+        .and_then(|v| now_s.checked_add(v))
+        .filter(|t| *t <= X509_MAX_UNIX_S)
+        .ok_or_else(|| invalid("days", "the certificate would end after 9999-12-31"))?;
+    let mut body = old.cert.body.clone();
+    body.not_before = not_before;
+    body.not_after = not_after;
+    let (cert, _) = issue(ca_key, body)?;
+    let id = Identity::new(cert, old.key.clone())?;
+
+    // TLS: same SANs as genesis made (the host of the API address, localhost, 127.0.0.1).
+    let host = m
+        .api_addr
+        .rsplit_once(':')
+        .map(|(h, _)| h.trim_start_matches('[').trim_end_matches(']'))
+        .unwrap_or("127.0.0.1")
+        .to_string();
+    let spec = NodeSpec {
+        name: name.to_string(),
+        host,
+        api_port: 1,
+        p2p_port: 1,
+        ops_port: 1,
+        consenter: m.consenter,
+    };
+    let ca_x509_key = rcgen_key(ca_key, &format!("the CA of {org}"))?;
+    let issuer = Issuer::new(tls_ca_params(org, not_before, not_after), ca_x509_key);
+    let node_x509_key = rcgen_key(&old.key, node)?;
+    let tls_cert = tls_node_params(org, &spec, not_before, not_after)?
+        .signed_by(&node_x509_key, &issuer)
+        .map_err(|source| GenesisError::X509 {
+            what: format!("TLS certificate of {node}"),
+            source,
+        })?;
+
+    replace_file(&id_path, &id.to_json()?, SECRET_FILE_MODE)?;
+    replace_file(&tls_path, tls_cert.pem().as_bytes(), 0o644)?;
+    tracing::info!(target: "sphr::genesis", %node, not_after, "node certificates renewed");
+    Ok(RenewedNode {
+        node: node.to_string(),
+        identity: id_path,
+        tls_cert: tls_path,
+        not_before,
+        not_after,
+    })
+}
+
+/// Writes `data` to `<path>.new` (mode `mode`, exclusive) and renames it over `path`.
+fn replace_file(path: &Path, data: &[u8], mode: u32) -> Result<(), GenesisError> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".new");
+    let tmp = PathBuf::from(tmp);
+    match std::fs::remove_file(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err(&tmp)(e)),
+    }
+    write_new_file(&tmp, data, mode).map_err(io_err(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io_err(path))
+}
+
 /// Reads an org CA key file (`orgs/<Org>/ca.key`: the seed in hex), for enrolling identities
 /// after genesis.
 pub fn load_ca_key(path: &Path) -> Result<SecretKey, GenesisError> {

@@ -17,10 +17,14 @@
 //! [`metrics`], [`health`], [`logging`], [`systemd`] (the sd_notify protocol).
 
 pub mod api;
+pub mod bundler;
+pub mod certs;
 pub mod cli;
 pub mod client;
 pub mod config;
 pub mod endorser;
+pub mod explorer;
+pub mod fhir;
 pub mod gateway;
 pub mod genesis;
 pub mod health;
@@ -30,9 +34,11 @@ pub mod metrics;
 pub mod ops;
 pub mod p2p;
 pub mod service;
+pub mod signed_request;
 pub mod sync;
 pub mod systemd;
 pub mod tls;
+pub mod vault;
 
 /// Unix time in milliseconds from the system clock (0 if the clock is before 1970).
 pub fn now_ms() -> u64 {

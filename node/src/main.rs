@@ -116,6 +116,36 @@ enum Command {
         /// Transaction id (64 hex characters).
         tx_id: String,
     },
+    /// Renew a node's certificates (then SIGHUP the node), or show their validity.
+    Cert {
+        #[command(subcommand)]
+        command: sphr_node::cli::cert::CertCommand,
+    },
+    /// The healthcare contract of the thesis, one subcommand per function, per role.
+    Hc {
+        #[command(subcommand)]
+        command: sphr_node::cli::healthcare::HcCommand,
+    },
+    /// The hospital's SPHR data vault on this host: ingest, tags, profiles, patient links.
+    Vault {
+        #[command(subcommand)]
+        command: sphr_node::cli::vault::VaultCommand,
+    },
+    /// FHIR R4 exports: consent rules, access records, decrypted SPHR bundles.
+    Fhir {
+        #[command(subcommand)]
+        command: sphr_node::cli::fhir::FhirCommand,
+    },
+    /// The consent contract: hospitals, staff, patients, rules, access requests, audit.
+    Consent {
+        #[command(subcommand)]
+        command: sphr_node::cli::consent::ConsentCommand,
+    },
+    /// Sealed SPHR bundles: fetch, verify and decrypt those of a granted request.
+    Bundle {
+        #[command(subcommand)]
+        command: sphr_node::cli::consent::BundleCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -157,6 +187,8 @@ enum ConfigCommand {
 struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
+    /// SIGHUP: reload the node and TLS certificates (after `sphr-node cert renew`).
+    hup: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -165,6 +197,7 @@ impl Signals {
         Ok(Signals {
             term: signal(SignalKind::terminate()).context("install SIGTERM handler")?,
             int: signal(SignalKind::interrupt()).context("install SIGINT handler")?,
+            hup: signal(SignalKind::hangup()).context("install SIGHUP handler")?,
         })
     }
 
@@ -172,6 +205,7 @@ impl Signals {
         tokio::select! {
             _ = self.term.recv() => "SIGTERM",
             _ = self.int.recv() => "SIGINT",
+            _ = self.hup.recv() => "SIGHUP",
         }
     }
 }
@@ -193,7 +227,15 @@ async fn run_node(cfg: NodeConfig) -> Result<()> {
         node.api_addr(),
         node.ledger().height()
     ));
-    let sig = signals.recv().await;
+    let sig = loop {
+        match signals.recv().await {
+            "SIGHUP" => {
+                // Logged and counted by the node; a refused reload keeps the old certificates.
+                let _ = node.reload_certificates().await;
+            }
+            other => break other,
+        }
+    };
     tracing::info!(target: "sphr::service", signal = sig, "stopping");
     sphr_node::systemd::notify_or_warn("STOPPING=1\nSTATUS=stopping: draining the orderer");
     node.shutdown().await;
@@ -485,6 +527,20 @@ fn main() -> ExitCode {
                 print!("{}", m.reference_markdown());
                 Ok(ExitCode::SUCCESS)
             }
+            Command::Hc { command } => sphr_node::cli::healthcare::run(command).await,
+            Command::Vault { command } => {
+                sphr_node::cli::vault::run(command).map(|_| ExitCode::SUCCESS)
+            }
+            Command::Consent { command } => sphr_node::cli::consent::run(command)
+                .await
+                .map(|_| ExitCode::SUCCESS),
+            Command::Bundle { command } => sphr_node::cli::consent::run_bundle(command)
+                .await
+                .map(|_| ExitCode::SUCCESS),
+            Command::Fhir { command } => sphr_node::cli::fhir::run(command)
+                .await
+                .map(|_| ExitCode::SUCCESS),
+            Command::Cert { command } => sphr_node::cli::cert::run(command),
             other => client_command(other).await,
         }
     });

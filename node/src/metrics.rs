@@ -1,6 +1,6 @@
 //! The node's Prometheus metrics: names `sphr_<module>_<what>_<unit>`, base units (seconds,
-//! bytes), bounded labels only (route, status, kind, code, contract, component, reason) —
-//! never a patient or user id.
+//! bytes), bounded labels only (route, status, kind, code, contract, component, reason, subject:
+//! `node`, `tls` or `peer:<name@org>` of a genesis node) — never a patient or user id.
 //!
 //! ```text
 //!  pipeline stages ──inc / observe──> registered metrics ──┐
@@ -98,8 +98,18 @@ pub struct Metrics {
     pub vault_bundles_served_total: IntCounter,
     /// Bundle downloads refused, by reason.
     pub vault_bundles_refused_total: IntCounterVec,
+    /// Committed grants the node handled, by result (delivered, no_data, ...).
+    pub vault_grants_total: IntCounterVec,
+    /// Grants waiting in the node's persisted to-do.
+    pub vault_grants_pending: IntGauge,
     /// 1 per health component when healthy, 0 when not (sampled).
     pub node_healthy: IntGaugeVec,
+    /// Seconds until a certificate expires, negative once expired, by subject (sampled).
+    pub cert_expiry_seconds: IntGaugeVec,
+    /// 1 when a certificate expires within `node.cert_warn_days` or has expired (sampled).
+    pub cert_expiring: IntGaugeVec,
+    /// Certificate reloads (SIGHUP), by result (`ok`, `refused`).
+    pub cert_reloads_total: IntCounterVec,
     raft_is_leader: IntGauge,
     raft_term: IntGauge,
     raft_leader_changes_total: IntCounter,
@@ -109,6 +119,11 @@ pub struct Metrics {
     raft_proposals_total: IntCounter,
     raft_txs_dropped_total: IntCounter,
     raft_msgs_rejected_total: IntCounter,
+    sigcache_hits_total: IntCounter,
+    sigcache_misses_total: IntCounter,
+    sigcache_entries: IntGauge,
+    /// The cache of verified signatures, once the node has made it (sampled at scrape time).
+    pub sigcache: Arc<OnceLock<Arc<sphr_crypto::sigcache::VerifiedSigs>>>,
     p2p_series: Arc<BTreeMap<&'static str, Sampled>>,
     /// The p2p layer, once started (its counters are sampled at scrape time).
     pub p2p: Arc<OnceLock<sphr_p2p::P2pHandle>>,
@@ -412,11 +427,56 @@ impl Metrics {
             &["reason"],
             false,
         )?;
+        let vault_grants_total = b.counter_vec(
+            "sphr_vault_grants_total",
+            "Committed access grants the node handled, by result: delivered, already_delivered, not_granted_here, no_data, failed, retry, deferred (vault busy)",
+            &["result"],
+            false,
+        )?;
+        let vault_grants_pending = b.gauge(
+            "sphr_vault_grants_pending",
+            "Committed access grants waiting in the node's persisted to-do",
+            false,
+        )?;
         // node
         let node_healthy = b.gauge_vec(
             "sphr_node_healthy",
             "1 when a component (storage, raft, p2p) passes its health check, else 0",
             &["component"],
+            true,
+        )?;
+        let cert_expiry_seconds = b.gauge_vec(
+            "sphr_cert_expiry_seconds",
+            "Seconds until a certificate expires (negative once expired), by subject: node (this node's certificate), tls (its TLS certificate), peer:<name@org> (a peer's node certificate, as last seen in a committed block)",
+            &["subject"],
+            true,
+        )?;
+        let cert_expiring = b.gauge_vec(
+            "sphr_cert_expiring",
+            "1 when the certificate of a subject (as in sphr_cert_expiry_seconds) expires within node.cert_warn_days or has expired, else 0",
+            &["subject"],
+            true,
+        )?;
+        let cert_reloads_total = b.counter_vec(
+            "sphr_cert_reloads_total",
+            "Certificate reloads asked by SIGHUP, by result: ok (the new node and TLS certificates are in use), refused (a file is unreadable, the key is not this node's genesis key, the certificate is not issued by the org CA or not valid now; the node keeps its certificates)",
+            &["result"],
+            false,
+        )?;
+        // sigcache
+        let sigcache_hits_total = b.counter(
+            "sphr_sigcache_hits_total",
+            "Signature checks skipped because this node had already verified (or made) the same signature over the same bytes: at endorsement, at the gateway and at commit",
+            true,
+        )?;
+        let sigcache_misses_total = b.counter(
+            "sphr_sigcache_misses_total",
+            "Signature lookups in the verified-signature cache that found nothing (the signature was verified)",
+            true,
+        )?;
+        let sigcache_entries = b.gauge(
+            "sphr_sigcache_entries",
+            "Signatures held by the verified-signature cache (at most twice node.verified_signature_cache)",
             true,
         )?;
         let build_info = b.gauge_vec(
@@ -449,7 +509,12 @@ impl Metrics {
             p2p_node_dropped_total,
             vault_bundles_served_total,
             vault_bundles_refused_total,
+            vault_grants_total,
+            vault_grants_pending,
             node_healthy,
+            cert_expiry_seconds,
+            cert_expiring,
+            cert_reloads_total,
             raft_is_leader,
             raft_term,
             raft_leader_changes_total,
@@ -459,6 +524,10 @@ impl Metrics {
             raft_proposals_total,
             raft_txs_dropped_total,
             raft_msgs_rejected_total,
+            sigcache_hits_total,
+            sigcache_misses_total,
+            sigcache_entries,
+            sigcache: Arc::new(OnceLock::new()),
             p2p_series: Arc::new(p2p_series),
             p2p: Arc::new(OnceLock::new()),
             scraper: Arc::new(OnceLock::new()),
@@ -509,6 +578,11 @@ impl Metrics {
             }
             if let Some(s) = self.scraper.get() {
                 s.sample(self);
+            }
+            if let Some(c) = self.sigcache.get() {
+                set_counter(&self.sigcache_hits_total, c.hits());
+                set_counter(&self.sigcache_misses_total, c.misses());
+                self.sigcache_entries.set(as_i64(c.len() as u64));
             }
         }
         prometheus::TextEncoder::new()
@@ -620,7 +694,9 @@ mod tests {
                         "reason",
                         "topic",
                         "component",
-                        "version"
+                        "version",
+                        // node, tls, peer:<name@org>: bounded by the genesis nodes.
+                        "subject"
                     ]
                     .contains(&l.as_str()),
                     "{} has an unexpected label {l}",

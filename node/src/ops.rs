@@ -8,6 +8,7 @@
 //! | GET | `/version` | `{"version","node","network_id"}` |
 //! | GET | `/logspec` | `{"spec":"info"}`: the log filter in force |
 //! | PUT | `/logspec` | body `{"spec":"info,sphr::orderer=debug"}`: changes it at runtime (loopback clients only) |
+//! | GET, PUT | `/faults/p2p` | tests only, when `p2p.fault_injection = true`: body `{"isolated":true}` cuts the node off from its peers, `false` heals it (loopback clients only); 404 otherwise |
 //!
 //! Plain HTTP unless `ops.tls_cert` and `ops.tls_key` are set (then HTTPS, TLS 1.3). The
 //! default address is loopback, so only the host itself (a local Prometheus or agent) can
@@ -57,9 +58,19 @@ pub struct LogSpec {
     pub spec: String,
 }
 
+/// `/faults/p2p`, both ways.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct P2pFault {
+    /// Whether the node is cut off from every peer.
+    pub isolated: bool,
+}
+
 /// What the handlers share.
 #[derive(Clone)]
 pub struct OpsState {
+    /// The p2p fault switch, only when `p2p.fault_injection` is set (tests).
+    pub p2p_faults: Option<sphr_p2p::P2pHandle>,
     /// Metrics.
     pub metrics: Metrics,
     /// Health checks.
@@ -77,6 +88,7 @@ pub fn router(state: OpsState) -> Router {
         .route("/healthz", get(healthz))
         .route("/version", get(version))
         .route("/logspec", get(get_logspec).put(put_logspec))
+        .route("/faults/p2p", get(get_p2p_fault).put(put_p2p_fault))
         .fallback(|| async {
             error(
                 StatusCode::NOT_FOUND,
@@ -198,6 +210,69 @@ async fn put_logspec(
             error(StatusCode::CONFLICT, "not_installed", e.to_string())
         }
         Err(e) => error(StatusCode::BAD_REQUEST, "bad_filter", e.to_string()),
+    }
+}
+
+fn faults_off() -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "fault_injection_off",
+        "fault injection is off: it needs p2p.fault_injection = true (tests only) and peers",
+    )
+}
+
+async fn get_p2p_fault(State(s): State<OpsState>) -> Response {
+    match &s.p2p_faults {
+        Some(p) => axum::Json(P2pFault {
+            isolated: p.is_isolated(),
+        })
+        .into_response(),
+        None => faults_off(),
+    }
+}
+
+async fn put_p2p_fault(
+    State(s): State<OpsState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    let Some(p2p) = &s.p2p_faults else {
+        return faults_off();
+    };
+    if !peer.ip().is_loopback() {
+        return error(
+            StatusCode::FORBIDDEN,
+            "not_loopback",
+            "faults can be injected from the node's host only (a loopback address)",
+        );
+    }
+    let body = match body {
+        Ok(b) => b,
+        Err(r) => return error(r.status(), "bad_body", r.body_text()),
+    };
+    let want: P2pFault = match serde_json::from_slice(&body) {
+        Ok(w) => w,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_json",
+                format!("expected {{\"isolated\": true|false}}: {e}"),
+            );
+        }
+    };
+    match p2p.set_isolated(want.isolated).await {
+        Ok(()) => {
+            warn!(target: "sphr::ops", isolated = want.isolated, "p2p fault switch set");
+            axum::Json(P2pFault {
+                isolated: p2p.is_isolated(),
+            })
+            .into_response()
+        }
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "p2p_stopped",
+            e.to_string(),
+        ),
     }
 }
 

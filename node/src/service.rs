@@ -78,6 +78,13 @@ pub enum ServiceError {
 
 /// A running node.
 pub struct RunningNode {
+    certs: Arc<crate::certs::CertWatch>,
+    cert_warner: tokio::task::JoinHandle<()>,
+    endorser: Arc<Endorser>,
+    tls: RustlsConfig,
+    identity_path: std::path::PathBuf,
+    tls_cert_path: std::path::PathBuf,
+    tls_key_path: std::path::PathBuf,
     api_addr: SocketAddr,
     server: axum_server::Handle<SocketAddr>,
     server_task: tokio::task::JoinHandle<()>,
@@ -90,6 +97,8 @@ pub struct RunningNode {
     health: Arc<HealthChecker>,
     metrics: Metrics,
     shutdown_timeout: Duration,
+    /// The grant follower (packages and delivers bundles; see [`crate::bundler`]).
+    bundler: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl RunningNode {
@@ -138,15 +147,74 @@ impl RunningNode {
         self.health.check()
     }
 
+    /// The certificates the node watches for expiry.
+    pub fn certificates(&self) -> &Arc<crate::certs::CertWatch> {
+        &self.certs
+    }
+
+    /// Reloads the node certificate (`node.identity`) and the TLS certificate and key
+    /// (`api.tls_cert`, `api.tls_key`) from their files, without a restart: what SIGHUP does
+    /// after `sphr-node cert renew`. The new node certificate must be this node's (same key as
+    /// in genesis), issued by its org CA and valid now; the TLS pair must load. Either both
+    /// are taken or neither (the error says why, counted in
+    /// `sphr_cert_reloads_total{result="refused"}`). Connections already open keep their TLS
+    /// session; new ones get the new certificate.
+    pub async fn reload_certificates(&self) -> Result<String, String> {
+        let result = self.reload_inner().await;
+        let label = if result.is_ok() { "ok" } else { "refused" };
+        self.metrics
+            .cert_reloads_total
+            .with_label_values(&[label])
+            .inc();
+        match &result {
+            Ok(what) => info!(target: "sphr::certs", %what, "certificates reloaded"),
+            Err(why) => {
+                warn!(target: "sphr::certs", %why, "certificate reload refused: the node keeps its certificates")
+            }
+        }
+        result
+    }
+
+    async fn reload_inner(&self) -> Result<String, String> {
+        let identity = Identity::load(&self.identity_path).map_err(|e| e.to_string())?;
+        let tls = crate::tls::server_config(&self.tls_cert_path, &self.tls_key_path)
+            .map_err(|e| e.to_string())?;
+        let tls_not_after = crate::certs::tls_not_after(&self.tls_cert_path)?;
+        let now_s = crate::now_ms() / 1000;
+        if tls_not_after <= now_s {
+            return Err(format!(
+                "the TLS certificate {} expired at {tls_not_after}",
+                self.tls_cert_path.display()
+            ));
+        }
+        let not_after = identity.cert.body.not_after;
+        self.endorser
+            .set_certificate(identity.cert.clone(), now_s)
+            .map_err(|e| format!("{}: {e}", self.identity_path.display()))?;
+        self.tls.reload_from_config(tls);
+        self.certs.set_own(not_after);
+        self.certs.set_tls(Some(tls_not_after));
+        Ok(format!(
+            "node certificate valid until {not_after}, TLS certificate until {tls_not_after}"
+        ))
+    }
+
     /// Stops gracefully, within `node.shutdown_timeout_ms`: refuses new proposals, lets the
     /// orderer order and commit what it accepted, lets requests in flight finish, stops the
     /// orderer after the Ready in hand, closes p2p and flushes the ledger.
     pub async fn shutdown(self) {
         let deadline = Instant::now() + self.shutdown_timeout;
+        self.cert_warner.abort();
         info!(target: "sphr::service", "shutting down: no new proposals");
         self.gateway.stop_accepting();
         if let Some(o) = &self.orderer {
             drain(o, deadline).await;
+        }
+        // The follower's work is persisted (to-do, consumer zone): stopping it mid-way loses
+        // nothing; it resumes from its to-do on the next start.
+        if let Some(b) = self.bundler {
+            b.abort();
+            let _ = b.await;
         }
         let left = deadline.saturating_duration_since(Instant::now());
         self.server
@@ -196,6 +264,7 @@ async fn drain(o: &OrdererHandle, deadline: Instant) {
 
 /// What the node samples when scraped: Raft status, health, waiting submissions.
 struct NodeScraper {
+    certs: Arc<crate::certs::CertWatch>,
     orderer: Option<OrdererHandle>,
     health: Arc<HealthChecker>,
     notifier: Arc<CommitNotifier>,
@@ -214,6 +283,7 @@ impl Scraper for NodeScraper {
         }
         m.gateway_waiting_submissions
             .set(i64::try_from(self.notifier.waiting()).unwrap_or(i64::MAX));
+        self.certs.sample(m, crate::now_ms() / 1000);
     }
 }
 
@@ -265,6 +335,20 @@ pub async fn start_with(cfg: &NodeConfig, log: LogControl) -> Result<RunningNode
         .ledger_height
         .set(i64::try_from(ledger.height()).unwrap_or(i64::MAX));
     let genesis = Arc::new(genesis);
+    let tls_not_after = match crate::certs::tls_not_after(&cfg.api.tls_cert) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            warn!(target: "sphr::certs", error = %e, "cannot read the TLS certificate's expiry");
+            None
+        }
+    };
+    let certs = Arc::new(crate::certs::CertWatch::new(
+        format!("{}@{}", me.name, me.org),
+        cfg.node.cert_warn_days,
+        identity.cert.body.not_after,
+        tls_not_after,
+        ledger.clone(),
+    ));
     let notifier = Arc::new(CommitNotifier::new(cfg.api.max_waiting, 4096));
     let fault = Arc::new(StorageFault::default());
 
@@ -308,8 +392,14 @@ pub async fn start_with(cfg: &NodeConfig, log: LogControl) -> Result<RunningNode
             Registry::with_builtin(),
             identity.clone(),
         )
-        .with_metrics(metrics.clone()),
+        .with_metrics(metrics.clone())
+        .with_verified_signatures(Arc::new(sphr_crypto::sigcache::VerifiedSigs::new(
+            cfg.node.verified_signature_cache,
+        ))),
     );
+    // The committer skips the signatures the endorser verified or made (same verdicts).
+    ledger.set_verified_signatures(endorser.verified_signatures().clone());
+    let _ = metrics.sigcache.set(endorser.verified_signatures().clone());
     let store: Arc<LedgerStore> = Arc::new(LedgerStore(ledger.clone()));
     let sink: Arc<dyn TxSink> = match (&orderer, &peers) {
         (Some(o), _) => Arc::new(o.clone()),
@@ -350,7 +440,7 @@ pub async fn start_with(cfg: &NodeConfig, log: LogControl) -> Result<RunningNode
         tokio::spawn(dispatch.run(rx));
     }
     let gateway = Arc::new(Gateway::new(
-        endorser,
+        endorser.clone(),
         store.clone(),
         store,
         sink,
@@ -368,6 +458,7 @@ pub async fn start_with(cfg: &NodeConfig, log: LogControl) -> Result<RunningNode
         fault,
     ));
     let _ = metrics.scraper.set(Arc::new(NodeScraper {
+        certs: certs.clone(),
         orderer: orderer.clone(),
         health: health.clone(),
         notifier,
@@ -383,10 +474,25 @@ pub async fn start_with(cfg: &NodeConfig, log: LogControl) -> Result<RunningNode
         },
         health: health.clone(),
     });
+    let bundles = crate::vault::BundleStore::open(ledger.db())
+        .map_err(|e| ServiceError::Ledger(e.to_string()))?;
+    let bundler = crate::bundler::spawn(crate::bundler::Bundler {
+        ledger: ledger.clone(),
+        gateway: gateway.clone(),
+        identity: identity.clone(),
+        network_id,
+        data_dir: cfg.node.data_dir.clone(),
+        store: bundles.clone(),
+        metrics: metrics.clone(),
+    })
+    .map_err(|e| ServiceError::Ledger(e.to_string()))?;
     let state = ApiState {
         gateway: gateway.clone(),
         chain,
-        metrics: metrics.clone(),
+        metrics: Arc::new(metrics.clone()),
+        trust: crate::signed_request::Trust::new(genesis.clone(), network_id),
+        bundles,
+        explorer: Default::default(),
     };
     let app = api::router(state, cfg.api.max_body_bytes);
     let tls = crate::tls::server_config(&cfg.api.tls_cert, &cfg.api.tls_key)
@@ -403,7 +509,8 @@ pub async fn start_with(cfg: &NodeConfig, log: LogControl) -> Result<RunningNode
         .local_addr()
         .map_err(|e| ServiceError::Api(e.to_string()))?;
     let server = axum_server::Handle::new();
-    let srv = axum_server::from_tcp_rustls(listener, RustlsConfig::from_config(tls))
+    let tls = RustlsConfig::from_config(tls);
+    let srv = axum_server::from_tcp_rustls(listener, tls.clone())
         .map_err(|e| ServiceError::Api(e.to_string()))?
         .handle(server.clone());
     let server_task = tokio::spawn(async move {
@@ -413,6 +520,10 @@ pub async fn start_with(cfg: &NodeConfig, log: LogControl) -> Result<RunningNode
     });
     let ops = if let Some(listener) = ops_listener {
         let state = OpsState {
+            p2p_faults: peers
+                .as_ref()
+                .filter(|_| cfg.p2p.fault_injection)
+                .map(|p| p.handle().clone()),
             metrics: metrics.clone(),
             health: health.clone(),
             log,
@@ -439,10 +550,21 @@ pub async fn start_with(cfg: &NodeConfig, log: LogControl) -> Result<RunningNode
     } else {
         None
     };
+    let cert_warner = tokio::spawn(crate::certs::warn_periodically(
+        certs.clone(),
+        crate::certs::WARN_EVERY,
+    ));
     info!(target: "sphr::service", node = %format!("{}@{}", me.name, me.org),
           api = %api_addr, ops = %ops.as_ref().map(|o| o.url()).unwrap_or_else(|| "off".into()),
           network_id = %network_id, height = ledger.height(), "node started");
     Ok(RunningNode {
+        certs,
+        cert_warner,
+        endorser,
+        tls,
+        identity_path: cfg.node.identity.clone(),
+        tls_cert_path: cfg.api.tls_cert.clone(),
+        tls_key_path: cfg.api.tls_key.clone(),
         api_addr,
         server,
         server_task,
@@ -455,6 +577,7 @@ pub async fn start_with(cfg: &NodeConfig, log: LogControl) -> Result<RunningNode
         health,
         metrics,
         shutdown_timeout: Duration::from_millis(cfg.node.shutdown_timeout_ms),
+        bundler: Some(bundler),
     })
 }
 
@@ -748,7 +871,7 @@ impl ChainView for Chain {
     }
 
     fn status(&self) -> NodeStatus {
-        let tip = self.ledger.tip();
+        let (tip, state_hash) = self.ledger.tip_and_state_hash();
         let raft = self
             .orderer
             .as_ref()
@@ -764,6 +887,7 @@ impl ChainView for Chain {
             node: self.node.to_string(),
             height: tip.number,
             tip: tip.hash().to_hex(),
+            state_hash: state_hash.to_hex(),
             leader,
             is_leader: raft.is_leader,
             term: raft.term,

@@ -17,7 +17,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::crypto::CryptoProvider;
-use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls::{ClientConfig, RootCertStore, ServerConfig, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use zeroize::Zeroizing;
@@ -125,23 +127,82 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
 /// The API server's TLS configuration: TLS 1.3 only, ALPN `http/1.1`, no client certificates
 /// (clients prove who they are by signing proposals), the chain in `cert_pem` (leaf first) and
 /// the key in `key_pem`.
+///
+/// Web browsers (Chromium, Firefox) do not offer ed25519 in TLS, so they could not even reach
+/// the explorer with the node's ed25519 certificate: a client whose hello does not offer
+/// ed25519 gets instead a self-signed ECDSA P-256 certificate made when this configuration is
+/// built ([`BROWSER_CERT_NAME`]). sphr clients always offer ed25519 and get the node's
+/// certificate; a browser user trusts the explorer's certificate by exception (or behind a
+/// reverse proxy with a certificate of their own).
 pub fn server_config(cert_pem: &Path, key_pem: &Path) -> Result<Arc<ServerConfig>, TlsError> {
     let certs = load_certs(cert_pem)?;
     let key = load_key(key_pem)?;
-    let mut config = ServerConfig::builder_with_provider(provider())
+    let provider = provider();
+    let node =
+        CertifiedKey::from_der(certs, key, &provider).map_err(|source| TlsError::Rustls {
+            path: key_pem.to_path_buf(),
+            source,
+        })?;
+    let browser = browser_cert(&provider).map_err(|why| TlsError::Pem {
+        path: cert_pem.to_path_buf(),
+        why: format!("making the browser certificate: {why}"),
+    })?;
+    let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|source| TlsError::Rustls {
             path: cert_pem.to_path_buf(),
             source,
         })?
         .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|source| TlsError::Rustls {
-            path: key_pem.to_path_buf(),
-            source,
-        })?;
+        .with_cert_resolver(Arc::new(NodeCerts {
+            node: Arc::new(node),
+            browser: Arc::new(browser),
+        }));
     config.alpn_protocols = vec![ALPN_HTTP1.to_vec()];
     Ok(Arc::new(config))
+}
+
+/// The subject of the certificate served to clients that do not offer ed25519.
+pub const BROWSER_CERT_NAME: &str = "sphr-node (self-signed, for web browsers)";
+
+/// A self-signed ECDSA P-256 certificate for `localhost` and `127.0.0.1`.
+fn browser_cert(provider: &CryptoProvider) -> Result<CertifiedKey, String> {
+    let kp =
+        rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|e| e.to_string())?;
+    let mut params =
+        rcgen::CertificateParams::new(vec!["localhost".to_string()]).map_err(|e| e.to_string())?;
+    params
+        .subject_alt_names
+        .push(rcgen::SanType::IpAddress(std::net::IpAddr::V4(
+            std::net::Ipv4Addr::LOCALHOST,
+        )));
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, BROWSER_CERT_NAME);
+    let cert = params.self_signed(&kp).map_err(|e| e.to_string())?;
+    let key = PrivateKeyDer::Pkcs8(kp.serialize_der().into());
+    CertifiedKey::from_der(vec![cert.der().clone()], key, provider).map_err(|e| e.to_string())
+}
+
+/// Picks the node's certificate for clients that offer ed25519, else the browser certificate.
+#[derive(Debug)]
+struct NodeCerts {
+    node: Arc<CertifiedKey>,
+    browser: Arc<CertifiedKey>,
+}
+
+impl ResolvesServerCert for NodeCerts {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        if hello
+            .signature_schemes()
+            .contains(&SignatureScheme::ED25519)
+        {
+            Some(self.node.clone())
+        } else {
+            Some(self.browser.clone())
+        }
+    }
 }
 
 /// A client's TLS configuration: TLS 1.3 only, ALPN `http/1.1`, trusting exactly the

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::{MultiNet, NodeProcess, converge, wait_for};
-use sphr_node::client::Client;
+use sphr_node::client::{Client, ClientError};
 use tokio::sync::Mutex;
 
 async fn wait_connected(clients: &[Client], peers: usize) {
@@ -64,6 +64,16 @@ async fn four_orgs_endorse_every_tx_and_all_tips_are_equal() {
         let tx = b.txs.iter().find(|t| t.tx_id == ids[0].0).unwrap();
         assert_eq!(tx.endorsing_orgs, vec!["Org1", "Org2", "Org3", "Org4"]);
     }
+    // Every node's committer found, for each of the 20 txs, the creator's signature (checked
+    // when the node endorsed) and the node's own endorsement in its verified-signature cache.
+    for c in &clients {
+        let (_, m) = c
+            .request(hyper::Method::GET, "/metrics", None, vec![])
+            .await
+            .unwrap();
+        let m = String::from_utf8(m).unwrap();
+        assert!(metric(&m, "sphr_sigcache_hits_total") >= 40, "{m}");
+    }
     // Every node answers queries from its own state.
     for (i, c) in clients.iter().enumerate() {
         let q = c.query(&net.proposal(i, "get", &["k4-3"])).await.unwrap();
@@ -86,8 +96,9 @@ async fn killing_the_leader_under_load_loses_nothing_and_it_catches_up() {
     let clients: Vec<Client> = procs
         .iter()
         .map(|p| {
+            // Longer than the node's 30 s commit timeout, so a stranded tx shows as its 504.
             net.client(p.as_ref().unwrap().addr)
-                .with_timeout(Duration::from_secs(30))
+                .with_timeout(Duration::from_secs(40))
         })
         .collect();
     wait_connected(&clients, 3).await;
@@ -102,20 +113,38 @@ async fn killing_the_leader_under_load_loses_nothing_and_it_catches_up() {
 
     // Load from the three other nodes' gateways, all the way through the kill.
     let acked = Arc::new(Mutex::new(Vec::<(String, u64)>::new()));
+    // Submissions handed to ordering that never committed (504 commit_timeout): a follower
+    // forwards txs to the leader best effort, so the gateway must hand them to the orderer
+    // again when the leader dies with them; none may be left behind.
+    let stranded = Arc::new(Mutex::new(Vec::<String>::new()));
     let stop = Arc::new(AtomicBool::new(false));
     let mut load = Vec::new();
     for (i, c) in clients.iter().enumerate().filter(|(i, _)| *i != leader) {
         for w in 0..2 {
-            let (c, net, acked, stop) = (c.clone(), net.clone(), acked.clone(), stop.clone());
+            let (c, net, acked, stranded, stop) = (
+                c.clone(),
+                net.clone(),
+                acked.clone(),
+                stranded.clone(),
+                stop.clone(),
+            );
             load.push(tokio::spawn(async move {
                 let mut n = 0;
                 while !stop.load(Ordering::SeqCst) {
                     n += 1;
                     let sp = net.proposal(i, "put", &[&format!("n{i}-w{w}-{n}"), "x"]);
-                    if let Ok(r) = c.submit(&sp, true).await
-                        && r.code.as_deref() == Some("VALID")
-                    {
-                        acked.lock().await.push((r.tx_id, r.block.unwrap()));
+                    match c.submit(&sp, true).await {
+                        Ok(r) if r.code.as_deref() == Some("VALID") => {
+                            acked.lock().await.push((r.tx_id, r.block.unwrap()));
+                        }
+                        Err(ClientError::Api {
+                            status: 504,
+                            message,
+                            ..
+                        }) => {
+                            stranded.lock().await.push(message);
+                        }
+                        _ => {}
                     }
                 }
             }));
@@ -155,6 +184,11 @@ async fn killing_the_leader_under_load_loses_nothing_and_it_catches_up() {
     for t in load {
         t.await.unwrap();
     }
+    let stranded = stranded.lock().await.clone();
+    assert!(
+        stranded.is_empty(),
+        "ordered but never committed: {stranded:?}"
+    );
     let acked = acked.lock().await.clone();
     let max_block = acked.iter().map(|(_, b)| *b).max().unwrap();
     converge(&all, max_block, Duration::from_secs(60)).await;

@@ -10,15 +10,23 @@
 //! | GET | `/v1/blocks/{number}` | a block, without patient data |
 //! | GET | `/v1/events` | commit events (server-sent events) |
 //! | GET | `/v1/status` | height, tip, leader |
+//! | GET | `/v1/bundles/{id}` | a sealed SPHR bundle, for its grantee only (signed request; [`bundles`]) |
 //! | GET | `/healthz` | health: 200, or 503 naming the failing components (as on the operations port) |
 //! | GET | `/metrics` | Prometheus text (as on the operations port) |
 //! | GET | `/openapi.json` | the OpenAPI 3 description (`node/openapi.json`) |
+//! | GET | `/explorer` | the explorer page ([`crate::explorer`]) |
+//! | GET | `/v1/explorer/network` | orgs, contracts, nodes with height, leader and peers |
+//! | GET | `/v1/explorer/blocks?from=&limit=` | block summaries, newest first |
+//! | GET | `/v1/fhir/Consent?patient=` | the patient's rules as FHIR R4 Consent (signed request; [`fhir`]) |
+//! | GET | `/v1/fhir/AuditEvent?patient=` | the patient's access records as FHIR R4 AuditEvent (signed request) |
 //!
 //! The router is built from [`routes`], and a test checks that list against `openapi.json`,
 //! so the description cannot drift from the routes. Every error is JSON ([`model::ErrorBody`])
 //! with a stable kind, a message naming what was wrong, and a count in
 //! `sphr_api_rejections_total{kind}`.
 
+pub mod bundles;
+pub mod fhir;
 pub mod model;
 
 use std::convert::Infallible;
@@ -68,8 +76,14 @@ pub struct ApiState {
     pub gateway: Arc<Gateway>,
     /// The chain.
     pub chain: Arc<dyn ChainView>,
-    /// Metrics.
-    pub metrics: Metrics,
+    /// Metrics (behind an `Arc`: the state is cloned for every request).
+    pub metrics: Arc<Metrics>,
+    /// The explorer's poll of the other nodes.
+    pub explorer: Arc<crate::explorer::Probe>,
+    /// Whom signed requests may come from (genesis CAs, network id, clock skew).
+    pub trust: crate::signed_request::Trust,
+    /// The consumer zone: sealed bundles served to their grantees.
+    pub bundles: crate::vault::BundleStore,
 }
 
 /// An API error: status, kind and message.
@@ -81,7 +95,8 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+    /// An error with its HTTP status, stable kind and message.
+    pub(crate) fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
         ApiError {
             status,
             kind,
@@ -162,6 +177,12 @@ pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<ApiState>)> {
         ("get", "/healthz", get(healthz)),
         ("get", "/metrics", get(metrics)),
         ("get", "/openapi.json", get(openapi)),
+        ("get", "/v1/bundles/{id}", get(bundles::download)),
+        ("get", "/explorer", get(crate::explorer::page)),
+        ("get", "/v1/explorer/network", get(crate::explorer::network)),
+        ("get", "/v1/explorer/blocks", get(crate::explorer::blocks)),
+        ("get", "/v1/fhir/Consent", get(fhir::consent)),
+        ("get", "/v1/fhir/AuditEvent", get(fhir::audit)),
     ]
 }
 
@@ -556,7 +577,7 @@ async fn healthz(State(s): State<ApiState>) -> Response {
 }
 
 async fn metrics(State(s): State<ApiState>) -> Response {
-    crate::ops::metrics_response(s.metrics).await
+    crate::ops::metrics_response(Metrics::clone(&s.metrics)).await
 }
 
 async fn openapi() -> Response {

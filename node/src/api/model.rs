@@ -113,6 +113,10 @@ pub struct NodeStatus {
     pub height: u64,
     /// Hash of the last block (hex).
     pub tip: String,
+    /// World-state hash after the last block (hex): a running hash of every state write
+    /// since genesis, equal on nodes with equal state at equal height.
+    #[serde(default)]
+    pub state_hash: String,
     /// Raft leader's node name, if known.
     pub leader: Option<String>,
     /// Whether this node leads.

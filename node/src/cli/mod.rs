@@ -1,6 +1,12 @@
 //! Shared parts of the `sphr-node` command-line client: which network, node and identity a
 //! command uses ([`ClientArgs`], [`ClientCtx`]). Each area's subcommands live in a module here.
 
+pub mod cert;
+pub mod consent;
+pub mod fhir;
+pub mod healthcare;
+pub mod vault;
+
 use std::path::PathBuf;
 
 use anyhow::{Result, anyhow, bail};

@@ -363,3 +363,14 @@ pub async fn converge(clients: &[Client], min: u64, timeout: Duration) -> (u64, 
     })
     .await
 }
+
+/// A test that fails (panics) must not leave its nodes running: they would hold ports, data
+/// folders and the test's output pipe. A node already waited for is left alone.
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
