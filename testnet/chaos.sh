@@ -72,12 +72,13 @@ for off in 0 1 2 3 10 11 12 13 20 21 22 23; do
   fi
 done
 
-echo "== building sphr-node and sphr-pte (release)"
 if [[ -n "${SPHR_NODE_BIN:-}" && -n "${SPHR_PTE_BIN:-}" ]]; then
   # Already built (CI passes the debug binaries its test run built).
+  echo "== using $SPHR_NODE_BIN and $SPHR_PTE_BIN"
   bin="$SPHR_NODE_BIN"
   pte="$SPHR_PTE_BIN"
 else
+  echo "== building sphr-node and sphr-pte (release)"
   (cd "$root" && cargo build --release --locked -p sphr-node -p sphr-bench --bin sphr-node --bin sphr-pte)
   bin="${CARGO_TARGET_DIR:-$root/target}/release/sphr-node"
   pte="${CARGO_TARGET_DIR:-$root/target}/release/sphr-pte"
