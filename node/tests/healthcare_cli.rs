@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use common::{converge, free_port, wait_for};
+use common::{converge, free_port};
 use sphr_node::client::Client;
 use sphr_node::genesis::{GenesisSpec, NetworkManifest, generate};
 use sphr_node::service::RunningNode;
@@ -59,38 +59,7 @@ impl Net {
         let net = dir.path().join("network");
         generate(&spec, &net, sphr_node::now_ms()).unwrap();
         let m = NetworkManifest::load(&net.join("network.json")).unwrap();
-        let mut nodes = Vec::new();
-        for (i, n) in m.nodes.iter().enumerate() {
-            // The API on the address network.json names, so the CLI finds each org's node.
-            let cfg = format!(
-                "[node]\ngenesis = \"{g}\"\nidentity = \"{id}\"\ndata_dir = \"{d}\"\n[api]\nlisten = \"{a}\"\ntls_cert = \"{c}\"\ntls_key = \"{k}\"\n[ops]\nlisten = \"127.0.0.1:0\"\n[log]\nfilter = \"warn\"\n",
-                g = net.join(&m.genesis_block).display(),
-                id = net.join(&n.identity).display(),
-                d = dir.path().join(format!("data{i}")).display(),
-                a = n.api_addr,
-                c = net.join(&n.tls_cert).display(),
-                k = net.join(&n.tls_key).display(),
-            );
-            let p = dir.path().join(format!("node{i}.toml"));
-            std::fs::write(&p, cfg).unwrap();
-            let cfg = sphr_node::config::NodeConfig::load(&p).unwrap();
-            nodes.push(sphr_node::service::start(&cfg).await.unwrap());
-        }
-        let tls = sphr_node::tls::client_config(&net.join("tls-ca.pem")).unwrap();
-        let clients: Vec<Client> = nodes
-            .iter()
-            .map(|n| Client::new(&format!("https://{}", n.api_addr()), tls.clone()).unwrap())
-            .collect();
-        wait_for(Duration::from_secs(30), || async {
-            for c in &clients {
-                let s = c.status().await.ok()?;
-                if s.peers < 2 || s.leader.is_none() {
-                    return None;
-                }
-            }
-            Some(())
-        })
-        .await;
+        let (nodes, clients) = common::start_all(dir.path(), &net, &m, true, 2).await;
         Net {
             _dir: dir,
             net,

@@ -386,3 +386,51 @@ impl Drop for NodeProcess {
         }
     }
 }
+
+/// Starts every node of a generated network in this process (data under `dir`), each with its
+/// API on `127.0.0.1:0` or, with `api_from_manifest`, where network.json says (so that the CLI,
+/// or the nodes themselves, find each org's node); then waits until every node sees at least
+/// `min_peers` peers and a Raft leader.
+pub async fn start_all(
+    dir: &Path,
+    net: &Path,
+    manifest: &NetworkManifest,
+    api_from_manifest: bool,
+    min_peers: usize,
+) -> (Vec<RunningNode>, Vec<Client>) {
+    let mut nodes = Vec::new();
+    for (i, n) in manifest.nodes.iter().enumerate() {
+        let api = if api_from_manifest {
+            n.api_addr.clone()
+        } else {
+            "127.0.0.1:0".to_string()
+        };
+        let cfg = format!(
+            "[node]\ngenesis = \"{g}\"\nidentity = \"{id}\"\ndata_dir = \"{d}\"\n[api]\nlisten = \"{api}\"\ntls_cert = \"{c}\"\ntls_key = \"{k}\"\n[ops]\nlisten = \"127.0.0.1:0\"\n[log]\nfilter = \"warn\"\n",
+            g = net.join(&manifest.genesis_block).display(),
+            id = net.join(&n.identity).display(),
+            d = dir.join(format!("data{i}")).display(),
+            c = net.join(&n.tls_cert).display(),
+            k = net.join(&n.tls_key).display(),
+        );
+        let p = dir.join(format!("node{i}.toml"));
+        std::fs::write(&p, cfg).unwrap();
+        nodes.push(start(&NodeConfig::load(&p).unwrap()).await.unwrap());
+    }
+    let tls = sphr_node::tls::client_config(&net.join("tls-ca.pem")).unwrap();
+    let clients: Vec<Client> = nodes
+        .iter()
+        .map(|n| Client::new(&format!("https://{}", n.api_addr()), tls.clone()).unwrap())
+        .collect();
+    wait_for(Duration::from_secs(30), || async {
+        for c in &clients {
+            let s = c.status().await.ok()?;
+            if s.peers < min_peers || s.leader.is_none() {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+    (nodes, clients)
+}
