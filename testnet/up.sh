@@ -2,6 +2,7 @@
 # Start a local sphr network on loopback: N orgs, one node each, all Raft consenters.
 #
 #   testnet/up.sh [N]      N = 1..6, default 4: the four orgs of the thesis (genesis/four-orgs.toml)
+#   BLOCK_MAX_TX=500 testnet/up.sh 4     the same with blocks of at most 500 transactions
 #
 # Builds sphr-node once (release), makes genesis and identities in the run dir
 # (SPHR_TESTNET_DIR, default testnet/run), starts N `sphr-node run` processes, each with its own
@@ -28,8 +29,14 @@ bin="$root/target/release/sphr-node"
 
 rm -rf "$run"
 mkdir -p "$run"
+max_tx="${BLOCK_MAX_TX:-}"
+case "$max_tx" in ""|[1-9]|[1-9][0-9]|[1-9][0-9][0-9]|[1-9][0-9][0-9][0-9]|10000) ;;
+  *) echo "BLOCK_MAX_TX must be a number from 1 to 10000, not '$max_tx'" >&2; exit 2 ;; esac
 if [ "$n" = 4 ]; then
   cp "$root/genesis/four-orgs.toml" "$run/spec.toml"
+  if [ -n "$max_tx" ]; then
+    sed -i "s/^max_tx = .*/max_tx = $max_tx/" "$run/spec.toml"
+  fi
 else
   orgs=(PatientOrg HospitalOrg InsuranceOrg PharmacyOrg LabOrg ResearchOrg)
   {
@@ -50,6 +57,10 @@ else
     echo "[[contracts]]"
     echo 'name = "kv"'
     echo 'policy = "ALL"'
+    if [ -n "$max_tx" ]; then
+      echo "[block]"
+      echo "max_tx = $max_tx"
+    fi
   } >"$run/spec.toml"
 fi
 

@@ -94,6 +94,8 @@ pub struct Metrics {
     pub ledger_block_commit_duration_seconds: Histogram,
     /// Peer messages the node dropped after the p2p layer let them through, by reason.
     pub p2p_node_dropped_total: IntCounterVec,
+    /// Proposals per endorse request this node sent (its batching at work).
+    pub p2p_endorse_batch_proposals: Histogram,
     /// Sealed bundles served to requesters.
     pub vault_bundles_served_total: IntCounter,
     /// Bundle downloads refused, by reason.
@@ -396,6 +398,11 @@ impl Metrics {
             &["reason"],
             false,
         )?;
+        let p2p_endorse_batch_proposals = b.histogram(
+            "sphr_p2p_endorse_batch_proposals",
+            "Proposals per endorse request sent to a peer (proposals that wait leave together)",
+            &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0],
+        )?;
         let mut p2p_series = BTreeMap::new();
         for s in sphr_p2p::P2pStats::default().samples() {
             if p2p_series.contains_key(s.name) {
@@ -507,6 +514,7 @@ impl Metrics {
             ledger_block_validation_duration_seconds,
             ledger_block_commit_duration_seconds,
             p2p_node_dropped_total,
+            p2p_endorse_batch_proposals,
             vault_bundles_served_total,
             vault_bundles_refused_total,
             vault_grants_total,

@@ -5,17 +5,25 @@
 //!   sphr-p2p Inbound ──> dispatcher task
 //!      Raft  { PeerMsg::Raft(raft-rs message) } ──sender is that Raft id?──> orderer.step
 //!            { PeerMsg::Txs(txs) }              ──(a follower forwards)───> orderer.submit_batch
-//!      Request Endorse  (EndorseRequest)  ──> wait for the gateway's height ──> endorser ──> ProposalResponse
+//!      Request Endorse  (EndorseRequest: up to 64 proposals) ──> wait for the gateway's height
+//!                       ──> endorser, one proposal after another ──> EndorseAnswer (one result each)
 //!      Request Blocks   (BlockRange)      ──> ledger: up to 256 blocks / 8 MiB ──> BlockRecords
 //!      Gossip  Blocks   (BlockRecord)     ──> sync (nodes that are not consenters)
 //!   orderer ──Transport::send / forward_txs──> P2pHandle::send_raft (never blocks)
 //! ```
 //!
+//! A gateway's endorse requests to one peer go through that peer's batcher (see
+//! [`Peers::endorse_at`]): at most [`ENDORSE_BATCHES_IN_FLIGHT`] requests are outstanding per
+//! peer, and the proposals that arrive meanwhile leave together in the next one. Under light
+//! load every request carries one proposal and waits for nothing; under heavy load one libp2p
+//! stream, one blocking task and one answer serve up to [`MAX_ENDORSE_BATCH`] proposals, and
+//! proposals queue (bounded: [`ENDORSE_QUEUE_PER_PEER`]) instead of failing for want of streams.
+//!
 //! Every decode is size-limited; anything malformed, from the wrong sender or of the wrong kind
 //! is dropped and counted in `sphr_p2p_node_dropped_total{reason}`; nothing panics.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -23,7 +31,7 @@ use serde_bytes::ByteBuf;
 use sphr_orderer::{OrdererHandle, RaftMessage, Transport};
 use sphr_p2p::{Inbound, Kind, P2pHandle, Topic};
 use sphr_types::{BlockRecord, GenesisConfig, MAX_BLOCK_BYTES, ProposalResponse, SignedProposal};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::{debug, warn};
 
 use crate::endorser::{Endorser, StateSource};
@@ -43,15 +51,51 @@ pub enum PeerMsg {
     Txs(Vec<ByteBuf>),
 }
 
-/// An endorsement request between nodes: the signed proposal, and the gateway's ledger height
-/// when it simulated. The endorser first waits (bounded) until it has committed that height,
-/// so that a lagging endorser does not simulate on older state and fail the match.
+/// Most proposals in one endorse request.
+pub const MAX_ENDORSE_BATCH: usize = 64;
+
+/// Endorse requests a node keeps outstanding to one peer; proposals that arrive meanwhile wait
+/// and leave together in the next request.
+pub const ENDORSE_BATCHES_IN_FLIGHT: usize = 4;
+
+/// Proposals waiting for a place in a request to one peer; past it endorsement at that peer
+/// fails at once (the gateway answers 503).
+pub const ENDORSE_QUEUE_PER_PEER: usize = 4096;
+
+/// An endorsement request between nodes: signed proposals, and the gateway's ledger height
+/// when it simulated them. The endorser first waits (bounded) until it has committed that
+/// height, so that a lagging endorser does not simulate on older state and fail the match.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct EndorseRequest {
-    /// CBOR of the `SignedProposal`.
-    pub proposal: ByteBuf,
-    /// The gateway's height.
+    /// CBOR of each `SignedProposal` (at most [`MAX_ENDORSE_BATCH`]).
+    pub proposals: Vec<ByteBuf>,
+    /// The gateway's height (the highest of the proposals').
     pub min_height: u64,
+}
+
+/// What an endorser says of one proposal of a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EndorseResult {
+    /// CBOR of the `ProposalResponse`.
+    Endorsed(ByteBuf),
+    /// Not endorsed, and why.
+    Refused(String),
+    /// Not looked at: its answer would have passed the message limit. Ask again alone.
+    Retry,
+}
+
+/// The answer to an [`EndorseRequest`]: one result per proposal, in order.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct EndorseAnswer {
+    /// The results.
+    pub results: Vec<EndorseResult>,
+}
+
+/// A proposal waiting in a peer's batcher.
+struct EndorseJob {
+    proposal: ByteBuf,
+    min_height: u64,
+    reply: oneshot::Sender<Result<EndorseResult, String>>,
 }
 
 /// How long an endorser waits to reach a gateway's height before simulating anyway.
@@ -82,11 +126,19 @@ pub struct Peers {
     genesis: Arc<GenesisConfig>,
     raft_keys: BTreeMap<u64, [u8; 32]>,
     my_key: [u8; 32],
+    /// One endorse batcher per peer asked so far (genesis nodes only, so bounded).
+    batchers: Arc<Mutex<HashMap<[u8; 32], mpsc::Sender<EndorseJob>>>>,
+    /// Proposals per endorse request sent.
+    batch_sizes: prometheus::Histogram,
 }
 
 impl Peers {
-    /// Wraps a started p2p layer.
-    pub fn new(handle: P2pHandle, genesis: Arc<GenesisConfig>) -> Peers {
+    /// Wraps a started p2p layer; `batch_sizes` observes the proposals per endorse request.
+    pub fn new(
+        handle: P2pHandle,
+        genesis: Arc<GenesisConfig>,
+        batch_sizes: prometheus::Histogram,
+    ) -> Peers {
         let raft_keys = genesis
             .consenters()
             .map(|n| (n.raft_id, n.public_key.0))
@@ -97,6 +149,8 @@ impl Peers {
             genesis,
             raft_keys,
             my_key,
+            batchers: Arc::new(Mutex::new(HashMap::new())),
+            batch_sizes,
         }
     }
 
@@ -129,7 +183,9 @@ impl Peers {
             .collect()
     }
 
-    /// Asks a node of `org` to endorse `sp`; tries each connected node of the org in turn.
+    /// Asks a node of `org` to endorse `sp`; tries each connected node of the org in turn,
+    /// all within `timeout`. The proposal joins the peer's next batched request (see the
+    /// module documentation).
     pub async fn endorse_at(
         &self,
         org: &str,
@@ -141,26 +197,114 @@ impl Peers {
         if nodes.is_empty() {
             return Err(format!("no node of {org} is connected"));
         }
-        let req = EndorseRequest {
-            proposal: ByteBuf::from(sp.to_bytes().map_err(|e| e.to_string())?),
-            min_height,
-        };
-        let body = sphr_types::encode(&req).map_err(|e| e.to_string())?;
-        let mut last = String::new();
-        for key in nodes {
-            match self
-                .handle
-                .request(key, Kind::Endorse, body.clone(), timeout)
-                .await
-            {
-                Ok(bytes) => {
-                    return ProposalResponse::from_bytes(&bytes)
-                        .map_err(|e| format!("{org} answered an undecodable endorsement: {e}"));
+        let proposal = ByteBuf::from(sp.to_bytes().map_err(|e| e.to_string())?);
+        let ask = async {
+            let mut last = String::new();
+            for key in nodes {
+                let result = match self
+                    .endorse_batched(key, proposal.clone(), min_height)
+                    .await
+                {
+                    Ok(EndorseResult::Retry) => {
+                        self.endorse_alone(key, &proposal, min_height).await
+                    }
+                    other => other,
+                };
+                match result {
+                    Ok(EndorseResult::Endorsed(bytes)) => {
+                        return ProposalResponse::from_bytes(&bytes).map_err(|e| {
+                            format!("{org} answered an undecodable endorsement: {e}")
+                        });
+                    }
+                    Ok(EndorseResult::Refused(why)) => last = why,
+                    Ok(EndorseResult::Retry) => {
+                        last = "its endorsement is larger than the p2p message limit".into()
+                    }
+                    Err(e) => last = e,
                 }
-                Err(e) => last = e.to_string(),
+            }
+            Err(format!("{org}: {last}"))
+        };
+        tokio::time::timeout(timeout, ask)
+            .await
+            .unwrap_or_else(|_| Err(format!("{org}: no endorsement within {timeout:?}")))
+    }
+
+    /// Queues one proposal in `to`'s batcher and waits for its result.
+    async fn endorse_batched(
+        &self,
+        to: [u8; 32],
+        proposal: ByteBuf,
+        min_height: u64,
+    ) -> Result<EndorseResult, String> {
+        let (reply, answer) = oneshot::channel();
+        let job = EndorseJob {
+            proposal,
+            min_height,
+            reply,
+        };
+        let queue = self.batcher(to);
+        match queue.try_send(job) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                return Err(format!(
+                    "queue full: {ENDORSE_QUEUE_PER_PEER} proposals wait for the peer"
+                ));
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                if let Ok(mut map) = self.batchers.lock() {
+                    map.remove(&to);
+                }
+                return Err("the peer's endorse batcher stopped".into());
             }
         }
-        Err(format!("{org}: {last}"))
+        answer
+            .await
+            .unwrap_or_else(|_| Err("the peer's endorse batcher stopped".into()))
+    }
+
+    /// Sends one proposal in a request of its own (after a batch had no room for its answer).
+    async fn endorse_alone(
+        &self,
+        to: [u8; 32],
+        proposal: &ByteBuf,
+        min_height: u64,
+    ) -> Result<EndorseResult, String> {
+        let req = EndorseRequest {
+            proposals: vec![proposal.clone()],
+            min_height,
+        };
+        let timeout = self.handle.limits().timeout(Kind::Endorse);
+        let mut results = send_endorse_request(&self.handle, to, &req, timeout).await?;
+        results
+            .pop()
+            .ok_or_else(|| "the peer answered no result".to_string())
+    }
+
+    /// The batcher of `to`, started on first use.
+    fn batcher(&self, to: [u8; 32]) -> mpsc::Sender<EndorseJob> {
+        let mut map = match self.batchers.lock() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(q) = map.get(&to).filter(|q| !q.is_closed()) {
+            return q.clone();
+        }
+        let (tx, rx) = mpsc::channel(ENDORSE_QUEUE_PER_PEER);
+        let limits = self.handle.limits();
+        // Half the message limit for proposals leaves room for their answers (responses
+        // are about as large as proposals); a proposal over half goes alone.
+        let budget = limits.max_message_bytes / 2;
+        tokio::spawn(run_batcher(
+            self.handle.clone(),
+            to,
+            rx,
+            budget,
+            limits.timeout(Kind::Endorse),
+            self.batch_sizes.clone(),
+        ));
+        map.insert(to, tx.clone());
+        tx
     }
 
     /// Fetches blocks `from..=to` from any connected peer that has them; returns the decoded
@@ -221,6 +365,97 @@ impl Peers {
     }
 }
 
+/// Sends proposals queued for `to` in batched requests, at most [`ENDORSE_BATCHES_IN_FLIGHT`]
+/// at a time; each request takes whatever waits, up to [`MAX_ENDORSE_BATCH`] proposals and
+/// `budget` bytes of them. Ends when every sender is gone.
+async fn run_batcher(
+    handle: P2pHandle,
+    to: [u8; 32],
+    mut rx: mpsc::Receiver<EndorseJob>,
+    budget: usize,
+    timeout: Duration,
+    batch_sizes: prometheus::Histogram,
+) {
+    let slots = Arc::new(Semaphore::new(ENDORSE_BATCHES_IN_FLIGHT));
+    let mut carried: Option<EndorseJob> = None;
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let first = match carried.take() {
+            Some(job) => job,
+            None => match rx.recv().await {
+                Some(job) => job,
+                None => return,
+            },
+        };
+        let mut bytes = first.proposal.len();
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_ENDORSE_BATCH {
+            let Ok(job) = rx.try_recv() else { break };
+            if bytes + job.proposal.len() > budget {
+                carried = Some(job);
+                break;
+            }
+            bytes += job.proposal.len();
+            jobs.push(job);
+        }
+        // Callers that gave up (timed out) need no endorsement.
+        jobs.retain(|j| !j.reply.is_closed());
+        if jobs.is_empty() {
+            continue;
+        }
+        batch_sizes.observe(jobs.len() as f64);
+        let handle = handle.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let min_height = jobs.iter().map(|j| j.min_height).max().unwrap_or(0);
+            let (proposals, replies): (Vec<_>, Vec<_>) =
+                jobs.into_iter().map(|j| (j.proposal, j.reply)).unzip();
+            let req = EndorseRequest {
+                proposals,
+                min_height,
+            };
+            match send_endorse_request(&handle, to, &req, timeout).await {
+                Ok(results) => {
+                    for (result, reply) in results.into_iter().zip(replies) {
+                        let _ = reply.send(Ok(result));
+                    }
+                }
+                Err(e) => {
+                    for reply in replies {
+                        let _ = reply.send(Err(e.clone()));
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// One endorse request and its checked answer: exactly one result per proposal.
+async fn send_endorse_request(
+    handle: &P2pHandle,
+    to: [u8; 32],
+    req: &EndorseRequest,
+    timeout: Duration,
+) -> Result<Vec<EndorseResult>, String> {
+    let body = sphr_types::encode(req).map_err(|e| e.to_string())?;
+    let bytes = handle
+        .request(to, Kind::Endorse, body, timeout)
+        .await
+        .map_err(|e| e.to_string())?;
+    let answer: EndorseAnswer = sphr_types::decode(&bytes, handle.limits().max_message_bytes)
+        .map_err(|e| format!("undecodable endorse answer: {e}"))?;
+    if answer.results.len() != req.proposals.len() {
+        return Err(format!(
+            "the peer answered {} results for {} proposals",
+            answer.results.len(),
+            req.proposals.len()
+        ));
+    }
+    Ok(answer.results)
+}
+
 /// The orderer's transport: Raft messages and forwarded transactions over libp2p.
 pub struct P2pTransport {
     handle: P2pHandle,
@@ -276,7 +511,7 @@ pub struct Dispatch {
     pub gossip_blocks: Option<mpsc::Sender<BlockRecord>>,
     /// Metrics.
     pub metrics: Metrics,
-    /// The largest Raft message accepted.
+    /// The largest Raft message or endorse request accepted (`p2p.limits.max_message_bytes`).
     pub max_raft_bytes: usize,
 }
 
@@ -365,35 +600,7 @@ impl Dispatch {
 
     fn on_request(&self, kind: Kind, body: &[u8]) -> Result<Vec<u8>, String> {
         match kind {
-            Kind::Endorse => {
-                let req: EndorseRequest =
-                    sphr_types::decode(body, sphr_types::MAX_PROPOSAL_BYTES + 1024).map_err(
-                        |e| {
-                            self.drop_msg("undecodable_proposal");
-                            e.to_string()
-                        },
-                    )?;
-                let sp = SignedProposal::from_bytes(&req.proposal).map_err(|e| {
-                    self.drop_msg("undecodable_proposal");
-                    e.to_string()
-                })?;
-                // Simulate on at least the gateway's state (this runs on a blocking thread).
-                let deadline = std::time::Instant::now() + ENDORSE_CATCH_UP;
-                while self.blocks.height() < req.min_height && std::time::Instant::now() < deadline
-                {
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-                let e = self
-                    .endorser
-                    .endorse(self.state.as_ref(), &sp, crate::now_ms())
-                    .map_err(|e| e.to_string())?;
-                ProposalResponse {
-                    response: e.payload_bytes,
-                    endorsement: e.endorsement,
-                }
-                .to_bytes()
-                .map_err(|e| e.to_string())
-            }
+            Kind::Endorse => self.on_endorse(body),
             Kind::Blocks => {
                 let range: BlockRange = sphr_types::decode(body, 1024).map_err(|e| {
                     self.drop_msg("undecodable_block_range");
@@ -428,6 +635,73 @@ impl Dispatch {
             }
             Kind::Raft => Err("raft messages are not requests".into()),
         }
+    }
+
+    /// Endorses each proposal of a request in turn, on at least the gateway's state (this
+    /// runs on a blocking thread). A proposal that does not decode or is refused gets its own
+    /// `Refused`; once the answer nears the message limit the rest get `Retry`.
+    fn on_endorse(&self, body: &[u8]) -> Result<Vec<u8>, String> {
+        let req: EndorseRequest =
+            sphr_types::decode(body, self.max_raft_bytes + 1024).map_err(|e| {
+                self.drop_msg("undecodable_proposal");
+                e.to_string()
+            })?;
+        if req.proposals.len() > MAX_ENDORSE_BATCH {
+            self.drop_msg("oversized_endorse_batch");
+            return Err(format!(
+                "{} proposals in one endorse request; at most {MAX_ENDORSE_BATCH}",
+                req.proposals.len()
+            ));
+        }
+        let deadline = std::time::Instant::now() + ENDORSE_CATCH_UP;
+        while self.blocks.height() < req.min_height && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        // Room for the answer's framing, and for one result's own.
+        let budget = self.max_raft_bytes.saturating_sub(1024);
+        let mut used = 16usize;
+        let mut results = Vec::with_capacity(req.proposals.len());
+        for raw in &req.proposals {
+            if used > budget {
+                results.push(EndorseResult::Retry);
+                continue;
+            }
+            let result = match SignedProposal::from_bytes(raw) {
+                Err(e) => {
+                    self.drop_msg("undecodable_proposal");
+                    EndorseResult::Refused(e.to_string())
+                }
+                Ok(sp) => match self
+                    .endorser
+                    .endorse(self.state.as_ref(), &sp, crate::now_ms())
+                {
+                    Ok(e) => match (ProposalResponse {
+                        response: e.payload_bytes,
+                        endorsement: e.endorsement,
+                    })
+                    .to_bytes()
+                    {
+                        Ok(b) => EndorseResult::Endorsed(ByteBuf::from(b)),
+                        Err(e) => EndorseResult::Refused(e.to_string()),
+                    },
+                    Err(e) => EndorseResult::Refused(e.to_string()),
+                },
+            };
+            let size = 16
+                + match &result {
+                    EndorseResult::Endorsed(b) => b.len(),
+                    EndorseResult::Refused(why) => why.len(),
+                    EndorseResult::Retry => 0,
+                };
+            if used + size > budget {
+                used = budget + 1;
+                results.push(EndorseResult::Retry);
+            } else {
+                used += size;
+                results.push(result);
+            }
+        }
+        sphr_types::encode(&EndorseAnswer { results }).map_err(|e| e.to_string())
     }
 
     async fn on_gossip(&self, topic: Topic, body: &[u8]) {

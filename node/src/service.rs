@@ -613,7 +613,14 @@ async fn start_p2p(
         .map_err(|e| ServiceError::P2p(e.to_string()))?;
     let _ = metrics.p2p.set(handle.clone());
     info!(target: "sphr::p2p", listen = %handle.local_addr(), "p2p listening");
-    Ok((Peers::new(handle, genesis.clone()), inbound))
+    Ok((
+        Peers::new(
+            handle,
+            genesis.clone(),
+            metrics.p2p_endorse_batch_proposals.clone(),
+        ),
+        inbound,
+    ))
 }
 
 fn start_orderer(

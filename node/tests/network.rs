@@ -85,6 +85,54 @@ async fn four_orgs_endorse_every_tx_and_all_tips_are_equal() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_submissions_share_endorse_requests_and_all_commit() {
+    let net = Arc::new(MultiNet::new(2, "ALL", 100, 500));
+    let a = net.start(0).await;
+    let b = net.start(1).await;
+    let clients = vec![net.client(a.api_addr()), net.client(b.api_addr())];
+    wait_connected(&clients, 1).await;
+
+    // 200 submissions at once through one gateway: each needs Org2's endorsement.
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..200 {
+        let net = net.clone();
+        let c = clients[0].clone();
+        tasks.spawn(async move {
+            let sp = net.proposal(0, "put", &[&format!("batch-{i}"), "v"]);
+            c.submit(&sp, true).await
+        });
+    }
+    let mut last_block = 0;
+    while let Some(r) = tasks.join_next().await {
+        let r = r.unwrap().unwrap();
+        assert_eq!(r.code.as_deref(), Some("VALID"));
+        last_block = last_block.max(r.block.unwrap());
+    }
+    converge(&clients, last_block, Duration::from_secs(30)).await;
+    let q = clients[1]
+        .query(&net.proposal(1, "get", &["batch-199"]))
+        .await
+        .unwrap();
+    assert_eq!(hex::decode(q.response_hex).unwrap(), b"v");
+
+    // Every proposal went to Org2 once, in fewer requests than proposals.
+    let (_, m) = clients[0]
+        .request(hyper::Method::GET, "/metrics", None, vec![])
+        .await
+        .unwrap();
+    let m = String::from_utf8(m).unwrap();
+    let requests = metric(&m, "sphr_p2p_endorse_batch_proposals_count");
+    let proposals = metric(&m, "sphr_p2p_endorse_batch_proposals_sum");
+    assert!(proposals >= 200, "{proposals} proposals sent\n{m}");
+    assert!(
+        requests < proposals,
+        "{requests} requests for {proposals} proposals"
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killing_the_leader_under_load_loses_nothing_and_it_catches_up() {
     // A majority of orgs endorses, so txs go on with one node down.
     let net = Arc::new(MultiNet::new(4, "MAJORITY", 50, 500));

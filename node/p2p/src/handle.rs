@@ -324,6 +324,11 @@ impl P2pHandle {
             .map_err(|_| P2pError::Timeout)?
     }
 
+    /// The limits this layer runs with.
+    pub fn limits(&self) -> &P2pLimits {
+        &self.inner.limits
+    }
+
     /// Publishes a gossip message to the topic. Fails with `NoPeers` when no connected peer
     /// is subscribed yet (nothing was sent), `TooLarge` over the topic's limit.
     pub async fn publish(&self, topic: Topic, body: Vec<u8>) -> Result<(), P2pError> {
