@@ -437,9 +437,14 @@ impl Gateway {
                     .chain(unchecked.iter().map(|(o, _)| o.as_str())),
             );
             if !unchecked.is_empty() && (would_satisfy || finished) {
+                let msgs: Vec<_> = unchecked
+                    .iter()
+                    .map(|(_, e)| e.signed_message(payload))
+                    .collect();
                 let items: Vec<_> = unchecked
                     .iter()
-                    .map(|(_, e)| (payload, &e.signature, &e.endorser.body.public_key))
+                    .zip(&msgs)
+                    .map(|((_, e), m)| (m.as_ref(), &e.signature, &e.endorser.body.public_key))
                     .collect();
                 let verdicts = sigs.verify_many(&items);
                 for ((org, e), ok) in unchecked.drain(..).zip(verdicts) {

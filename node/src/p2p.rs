@@ -637,9 +637,10 @@ impl Dispatch {
         }
     }
 
-    /// Endorses each proposal of a request in turn, on at least the gateway's state (this
-    /// runs on a blocking thread). A proposal that does not decode or is refused gets its own
-    /// `Refused`; once the answer nears the message limit the rest get `Retry`.
+    /// Endorses each proposal of a request, on at least the gateway's state (this runs on a
+    /// blocking thread), with one signature for all. A proposal that does not decode or is
+    /// refused gets its own `Refused`; once the answer nears the message limit the rest get
+    /// `Retry`.
     fn on_endorse(&self, body: &[u8]) -> Result<Vec<u8>, String> {
         let req: EndorseRequest =
             sphr_types::decode(body, self.max_raft_bytes + 1024).map_err(|e| {
@@ -657,35 +658,35 @@ impl Dispatch {
         while self.blocks.height() < req.min_height && std::time::Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(2));
         }
+        let proposals: Vec<Result<SignedProposal, String>> = req
+            .proposals
+            .iter()
+            .map(|raw| {
+                SignedProposal::from_bytes(raw).map_err(|e| {
+                    self.drop_msg("undecodable_proposal");
+                    e.to_string()
+                })
+            })
+            .collect();
+        // One signature for the whole request (see `Endorser::endorse_many`).
+        let endorsed = self
+            .endorser
+            .endorse_many(self.state.as_ref(), &proposals, crate::now_ms());
         // Room for the answer's framing, and for one result's own.
         let budget = self.max_raft_bytes.saturating_sub(1024);
         let mut used = 16usize;
-        let mut results = Vec::with_capacity(req.proposals.len());
-        for raw in &req.proposals {
-            if used > budget {
-                results.push(EndorseResult::Retry);
-                continue;
-            }
-            let result = match SignedProposal::from_bytes(raw) {
-                Err(e) => {
-                    self.drop_msg("undecodable_proposal");
-                    EndorseResult::Refused(e.to_string())
+        let mut results = Vec::with_capacity(endorsed.len());
+        for e in endorsed {
+            let result = match e.map_err(|e| e.to_string()).and_then(|e| {
+                ProposalResponse {
+                    response: e.payload_bytes,
+                    endorsement: e.endorsement,
                 }
-                Ok(sp) => match self
-                    .endorser
-                    .endorse(self.state.as_ref(), &sp, crate::now_ms())
-                {
-                    Ok(e) => match (ProposalResponse {
-                        response: e.payload_bytes,
-                        endorsement: e.endorsement,
-                    })
-                    .to_bytes()
-                    {
-                        Ok(b) => EndorseResult::Endorsed(ByteBuf::from(b)),
-                        Err(e) => EndorseResult::Refused(e.to_string()),
-                    },
-                    Err(e) => EndorseResult::Refused(e.to_string()),
-                },
+                .to_bytes()
+                .map_err(|e| e.to_string())
+            }) {
+                Ok(b) => EndorseResult::Endorsed(ByteBuf::from(b)),
+                Err(why) => EndorseResult::Refused(why),
             };
             let size = 16
                 + match &result {

@@ -139,10 +139,10 @@ async fn expired_early_unsigned_replayed_and_forged_input_changes_nothing() {
     let forged = Transaction {
         signed_proposal: sp2.clone(),
         response: pr.response.clone(),
-        endorsements: vec![Endorsement {
-            endorser: alice.cert.clone(),
-            signature: alice.key.sign(&pr.response),
-        }],
+        endorsements: vec![Endorsement::single(
+            alice.cert.clone(),
+            alice.key.sign(&pr.response),
+        )],
     };
     let r = client.broadcast(&forged, true).await.unwrap();
     assert_ne!(r.code.as_deref(), Some("VALID"), "{r:?}");

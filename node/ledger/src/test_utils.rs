@@ -390,10 +390,7 @@ impl<'a> TxBuilder<'a> {
 
 /// `endorser`'s endorsement of the response bytes.
 pub fn endorse(endorser: &TestIdentity, response: &[u8]) -> Endorsement {
-    Endorsement {
-        endorser: endorser.cert.clone(),
-        signature: endorser.key.sign(response),
-    }
+    Endorsement::single(endorser.cert.clone(), endorser.key.sign(response))
 }
 
 /// A write of `value` at `contract`'s `key`.

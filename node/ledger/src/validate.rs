@@ -44,6 +44,7 @@
 //! Only store failures are errors ([`LedgerError`]); every property of the transactions is a
 //! [`ValidationCode`].
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Range;
 use std::sync::Arc;
@@ -358,9 +359,23 @@ impl Received {
         // 3. Signatures: the creator's over the proposal, each endorser's over the response
         //    (only when all its endorser identities are right: otherwise the tx fails at 8
         //    whatever its signatures say).
+        //    What each endorsement signed: the response, or its batch's root message.
+        let messages: Vec<Vec<Cow<'_, [u8]>>> = slots
+            .iter()
+            .zip(&endorsers_ok)
+            .map(|(slot, &ends_ok)| match slot.pending() {
+                Some(b) if ends_ok => {
+                    b.tx.endorsements
+                        .iter()
+                        .map(|e| e.signed_message(&b.tx.response))
+                        .collect()
+                }
+                _ => Vec::new(),
+            })
+            .collect();
         let mut items: Vec<(&[u8], &Signature, &PublicKey)> = Vec::new();
         let mut sig_start: Vec<usize> = Vec::with_capacity(slots.len());
-        for (slot, &ends_ok) in slots.iter().zip(&endorsers_ok) {
+        for ((slot, &ends_ok), msgs) in slots.iter().zip(&endorsers_ok).zip(&messages) {
             sig_start.push(items.len());
             let Some(b) = slot.pending() else { continue };
             let sp = &b.tx.signed_proposal;
@@ -370,8 +385,8 @@ impl Received {
                 &b.header.creator.body.public_key,
             ));
             if ends_ok {
-                for e in &b.tx.endorsements {
-                    items.push((&b.tx.response, &e.signature, &e.endorser.body.public_key));
+                for (e, m) in b.tx.endorsements.iter().zip(msgs) {
+                    items.push((m.as_ref(), &e.signature, &e.endorser.body.public_key));
                 }
             }
         }
@@ -383,6 +398,7 @@ impl Received {
             });
         }
         drop(items);
+        drop(messages);
 
         // 4. In block order, the checks that follow the signatures.
         let mut seen: HashSet<Hash32> = HashSet::with_capacity(slots.len());
@@ -1016,5 +1032,65 @@ mod tests {
         assert_eq!(sigs.hits() - hits, 14);
         // Nothing was added by validation.
         assert_eq!(sigs.len(), 18);
+    }
+    #[test]
+    fn batch_endorsements_verify_once_per_batch_and_bad_proofs_fail() {
+        let net = TestNetwork::new(2, "ALL");
+        let user = net.user(0, "alice");
+        let mut txs: Vec<Transaction> = (0..4u8)
+            .map(|i| net.tx(&user).writes(vec![put("kv", &[i], b"1")]).build())
+            .collect();
+        // Org2's node endorsed all four in one batch: one signature over the tree's root.
+        let node = net.node(1, 0);
+        let responses: Vec<Vec<u8>> = txs.iter().map(|t| t.response.clone()).collect();
+        let refs: Vec<&[u8]> = responses.iter().map(Vec::as_slice).collect();
+        let (message, proofs) = sphr_types::batch_tree(&refs).unwrap();
+        let sig = node.key.sign(&message);
+        for (t, proof) in txs.iter_mut().zip(proofs) {
+            let e = t
+                .endorsements
+                .iter_mut()
+                .find(|e| e.endorser.body.org == node.cert.body.org)
+                .unwrap();
+            e.signature = sig;
+            e.batch = Some(proof);
+        }
+        let mut tampered = txs.clone();
+        // tx 1 carries tx 2's proof; tx 3's proof has a flipped sibling.
+        let (a, b) = tampered.split_at_mut(2);
+        let proof_of_2 = b[0]
+            .endorsements
+            .iter()
+            .find_map(|e| e.batch.clone())
+            .unwrap();
+        for e in &mut a[1].endorsements {
+            if e.batch.is_some() {
+                e.batch = Some(proof_of_2.clone());
+            }
+        }
+        for e in &mut tampered[3].endorsements {
+            if let Some(p) = &mut e.batch {
+                p.siblings[0].0[0] ^= 1;
+            }
+        }
+        let sigs = Arc::new(VerifiedSigs::new(1024));
+        let mut v = Validator::new(&net.genesis, net.network_id());
+        v.set_verified_signatures(sigs.clone());
+        let out = run(&mut v, &Mem::default(), &txs);
+        assert_eq!(out.valid_count(), 4);
+        // Four creators, four Org1 endorsements, one batch signature: 9, not 12.
+        assert_eq!(sigs.len(), 9);
+        let mut plain = Validator::new(&net.genesis, net.network_id());
+        let out = run(&mut plain, &Mem::default(), &tampered);
+        use ValidationCode::*;
+        assert_eq!(
+            out.codes(),
+            &[
+                Valid,
+                BadEndorsementSignature,
+                Valid,
+                BadEndorsementSignature
+            ]
+        );
     }
 }

@@ -179,10 +179,10 @@ pub fn build_tx(
         && let Some(e) = tx.endorsements.get_mut(i)
     {
         // The client signs in the node's place.
-        *e = sphr_types::Endorsement {
-            endorser: e.endorser.clone(),
-            signature: endorse(user, &tx.response).signature,
-        };
+        *e = sphr_types::Endorsement::single(
+            e.endorser.clone(),
+            endorse(user, &tx.response).signature,
+        );
     }
     tx
 }

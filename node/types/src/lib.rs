@@ -24,8 +24,9 @@ pub use genesis::{
 };
 pub use policy::{Policy, PolicyError};
 pub use tx::{
-    Endorsement, Event, Proposal, ProposalHeader, ProposalResponse, Read, ResponsePayload, RwSet,
-    SignedProposal, Transaction, TxError, Version, Write,
+    BatchProof, Endorsement, Event, MAX_BATCH_DEPTH, Proposal, ProposalHeader, ProposalResponse,
+    Read, ResponsePayload, RwSet, SignedProposal, Transaction, TxError, Version, Write, batch_leaf,
+    batch_message, batch_tree,
 };
 
 use serde::Serialize;

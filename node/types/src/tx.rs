@@ -5,13 +5,23 @@
 //!     | CBOR, signed by the creator              -> SignedProposal { proposal bytes, signature }
 //!     | simulated by each endorser               -> ResponsePayload { tx_id, proposal_hash, rwset,
 //!     |                                                               response, events }
-//!     | CBOR, signed by each endorsing node      -> Endorsement { endorser cert, signature }
-//!     v
+//!     | CBOR, signed by each endorsing node      -> Endorsement { endorser cert, signature,
+//!     v                                                           batch proof? }
 //!  Transaction { signed_proposal, response bytes, endorsements }
 //! ```
 //!
+//! An endorser that answers many proposals at once (a batched endorse request between nodes)
+//! signs once: the root of a Merkle tree over the payloads ([`batch_tree`]). Each endorsement
+//! then carries a [`BatchProof`] (its leaf's index and the sibling hashes up to the root), and
+//! [`Endorsement::signed_message`] says what its signature covers. Every payload is still
+//! attested on its own: the proof ties exactly that payload to the signed root. One
+//! verification per endorser and batch serves every transaction of the batch (the verified
+//! signature cache remembers it), where a signature per payload would need one each.
+//!
 //! The tx id is SHA-256 over the creator's certificate and the nonce, so a replayed proposal
 //! keeps its id and is caught as a duplicate.
+
+use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
@@ -255,13 +265,133 @@ pub struct ResponsePayload {
     pub events: Vec<Event>,
 }
 
-/// An endorsing node's signature over the response payload bytes.
+/// An endorsing node's signature over the response payload bytes, or over the root of a
+/// batch of payloads that includes them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Endorsement {
     /// The endorsing node's certificate (role `node`).
     pub endorser: Certificate,
-    /// Signature over the response payload bytes.
+    /// Signature over [`Endorsement::signed_message`].
     pub signature: Signature,
+    /// Where the payload sits in the batch the endorser signed; absent when the signature is
+    /// over the payload itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<BatchProof>,
+}
+
+impl Endorsement {
+    /// An endorsement whose signature is over the payload itself.
+    pub fn single(endorser: Certificate, signature: Signature) -> Endorsement {
+        Endorsement {
+            endorser,
+            signature,
+            batch: None,
+        }
+    }
+
+    /// What the signature covers for `payload`: the payload bytes, or the batch message
+    /// ([`batch_message`]) of the root that the proof and the payload's leaf lead to.
+    pub fn signed_message<'a>(&self, payload: &'a [u8]) -> Cow<'a, [u8]> {
+        match &self.batch {
+            None => Cow::Borrowed(payload),
+            Some(proof) => Cow::Owned(batch_message(&proof.root(batch_leaf(payload)))),
+        }
+    }
+}
+
+/// Most levels of an endorsement batch tree (so at most 256 payloads per signature).
+pub const MAX_BATCH_DEPTH: usize = 8;
+
+/// An endorsement's place in a batch tree: the index of its leaf and the sibling hashes from
+/// the leaf up to the root.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchProof {
+    /// Index of the payload's leaf (its position in the batch).
+    pub index: u32,
+    /// Sibling hashes, leaf level first (at most [`MAX_BATCH_DEPTH`]).
+    pub siblings: Vec<Hash32>,
+}
+
+impl BatchProof {
+    /// The root that `leaf` and this proof lead to.
+    pub fn root(&self, leaf: Hash32) -> Hash32 {
+        let mut node = leaf;
+        for (level, sibling) in self.siblings.iter().enumerate() {
+            let right = level < 32 && (self.index >> level) & 1 == 1;
+            node = if right {
+                batch_node(sibling, &node)
+            } else {
+                batch_node(&node, sibling)
+            };
+        }
+        node
+    }
+
+    /// Checks the shape: depth and index in range.
+    pub fn check(&self) -> Result<(), TxError> {
+        let depth = self.siblings.len();
+        if depth == 0 || depth > MAX_BATCH_DEPTH || u64::from(self.index) >= 1u64 << depth {
+            return Err(TxError::Invalid(format!(
+                "endorsement batch proof of depth {depth} with index {}: depth must be 1 to \
+                 {MAX_BATCH_DEPTH} and the index below 2^depth",
+                self.index
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The leaf of a payload in a batch tree (domain-separated from inner nodes).
+pub fn batch_leaf(payload: &[u8]) -> Hash32 {
+    sha256_parts(&[b"sphr/endorse-batch/leaf", payload])
+}
+
+fn batch_node(left: &Hash32, right: &Hash32) -> Hash32 {
+    sha256_parts(&[b"sphr/endorse-batch/node", &left.0, &right.0])
+}
+
+/// What an endorser signs for a batch: a tag that no CBOR item starts with (0xff is CBOR's
+/// "break"), so it cannot be read as a payload, then the root.
+pub fn batch_message(root: &Hash32) -> Vec<u8> {
+    let mut m = Vec::with_capacity(64);
+    m.push(0xff);
+    m.extend_from_slice(b"sphr/endorse-batch/v1");
+    m.extend_from_slice(&root.0);
+    m
+}
+
+/// The batch tree over `payloads` (2 to 2^[`MAX_BATCH_DEPTH`] of them): the message to sign
+/// and each payload's proof, in order. Leaves are padded to a power of two with a filler
+/// that no payload's leaf can equal.
+pub fn batch_tree(payloads: &[&[u8]]) -> Result<(Vec<u8>, Vec<BatchProof>), TxError> {
+    let n = payloads.len();
+    if !(2..=1usize << MAX_BATCH_DEPTH).contains(&n) {
+        return Err(TxError::Invalid(format!(
+            "a batch tree needs 2 to {} payloads, not {n}",
+            1usize << MAX_BATCH_DEPTH
+        )));
+    }
+    let width = n.next_power_of_two();
+    let filler = sha256(b"sphr/endorse-batch/filler");
+    let mut level: Vec<Hash32> = payloads.iter().map(|p| batch_leaf(p)).collect();
+    level.resize(width, filler);
+    let mut proofs: Vec<BatchProof> = (0..n)
+        .map(|i| BatchProof {
+            index: i as u32,
+            siblings: Vec::with_capacity(width.trailing_zeros() as usize),
+        })
+        .collect();
+    while level.len() > 1 {
+        for (i, proof) in proofs.iter_mut().enumerate() {
+            let at = i >> proof.siblings.len();
+            proof.siblings.push(level[at ^ 1]);
+        }
+        level = level
+            .chunks_exact(2)
+            .map(|pair| batch_node(&pair[0], &pair[1]))
+            .collect();
+    }
+    Ok((batch_message(&level[0]), proofs))
 }
 
 /// One endorser's answer to a proposal: the response payload bytes it signed and its
@@ -286,10 +416,15 @@ impl ProposalResponse {
 
     /// Decodes from the wire.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, TxError> {
-        decode(bytes, MAX_RESPONSE_BYTES + 4096).map_err(|source| TxError::Cbor {
-            what: "proposal response",
-            source,
-        })
+        let pr: ProposalResponse =
+            decode(bytes, MAX_RESPONSE_BYTES + 4096).map_err(|source| TxError::Cbor {
+                what: "proposal response",
+                source,
+            })?;
+        if let Some(proof) = &pr.endorsement.batch {
+            proof.check()?;
+        }
+        Ok(pr)
     }
 }
 
@@ -317,6 +452,11 @@ impl Transaction {
                 "{} endorsements, at most {MAX_ENDORSEMENTS}",
                 tx.endorsements.len()
             )));
+        }
+        for e in &tx.endorsements {
+            if let Some(proof) = &e.batch {
+                proof.check()?;
+            }
         }
         Ok(tx)
     }
@@ -410,7 +550,7 @@ mod tests {
             let (nk, nc) = cert(99);
             let tx = Transaction {
                 signed_proposal: sp,
-                endorsements: vec![Endorsement { endorser: nc, signature: nk.sign(&response) }],
+                endorsements: vec![Endorsement::single(nc, nk.sign(&response))],
                 response,
             };
             let back = Transaction::from_bytes(&tx.to_bytes().unwrap()).unwrap();
@@ -428,10 +568,43 @@ mod tests {
             let response = encode(&payload).unwrap();
             let (nk, nc) = cert(77);
             let pr = ProposalResponse {
-                endorsement: Endorsement { endorser: nc, signature: nk.sign(&response) },
+                endorsement: Endorsement::single(nc, nk.sign(&response)),
                 response,
             };
             prop_assert_eq!(ProposalResponse::from_bytes(&pr.to_bytes().unwrap()).unwrap(), pr);
+        }
+
+        /// Every payload of a batch leads to the signed message with its own proof, and with
+        /// no other payload or proof.
+        #[test]
+        fn batch_proofs_lead_each_payload_to_the_signed_root(
+            payloads in prop::collection::vec(arb_bytes(40), 2..70),
+            flip in any::<prop::sample::Index>(),
+        ) {
+            let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+            let (message, proofs) = batch_tree(&refs).unwrap();
+            prop_assert_eq!(proofs.len(), payloads.len());
+            let (k, c) = cert(9);
+            let sig = k.sign(&message);
+            for (i, (p, proof)) in payloads.iter().zip(&proofs).enumerate() {
+                prop_assert!(proof.check().is_ok());
+                prop_assert_eq!(proof.index as usize, i);
+                let e = Endorsement { endorser: c.clone(), signature: sig, batch: Some(proof.clone()) };
+                let signed = e.signed_message(p);
+                prop_assert_eq!(signed.as_ref(), message.as_slice());
+                prop_assert!(c.body.public_key.verify(&signed, &sig).is_ok());
+                // A payload not in the batch (one byte changed) does not verify.
+                let mut other = p.clone();
+                other.push(0);
+                prop_assert!(c.body.public_key.verify(&e.signed_message(&other), &sig).is_err());
+            }
+            // Another payload's proof does not fit this payload (unless the two are equal).
+            let j = flip.index(payloads.len());
+            let i = (j + 1) % payloads.len();
+            if payloads[i] != payloads[j] {
+                let e = Endorsement { endorser: c.clone(), signature: sig, batch: Some(proofs[j].clone()) };
+                prop_assert!(c.body.public_key.verify(&e.signed_message(&payloads[i]), &sig).is_err());
+            }
         }
 
         #[test]
@@ -445,6 +618,53 @@ mod tests {
             let _ = Transaction::from_bytes(&bytes);
             let _ = SignedProposal::from_bytes(&bytes);
         }
+    }
+
+    #[test]
+    fn batch_endorsements_round_trip_and_bad_proofs_are_refused_at_decode() {
+        let payloads: [&[u8]; 3] = [b"a", b"b", b"c"];
+        let (message, proofs) = batch_tree(&payloads).unwrap();
+        // Three leaves pad to four: depth 2.
+        assert!(proofs.iter().all(|p| p.siblings.len() == 2));
+        let (nk, nc) = cert(5);
+        let sig = nk.sign(&message);
+        let pr = ProposalResponse {
+            response: payloads[1].to_vec(),
+            endorsement: Endorsement {
+                endorser: nc.clone(),
+                signature: sig,
+                batch: Some(proofs[1].clone()),
+            },
+        };
+        let back = ProposalResponse::from_bytes(&pr.to_bytes().unwrap()).unwrap();
+        assert_eq!(back, pr);
+        // A single endorsement encodes without the field, as before batches existed.
+        let single = Endorsement::single(nc.clone(), nk.sign(b"x"));
+        let bytes = encode(&single).unwrap();
+        assert!(!bytes.windows(5).any(|w| w == b"batch"));
+
+        let bad_proofs = [
+            BatchProof {
+                index: 0,
+                siblings: vec![],
+            },
+            BatchProof {
+                index: 4,
+                siblings: vec![Hash32::ZERO; 2],
+            },
+            BatchProof {
+                index: 0,
+                siblings: vec![Hash32::ZERO; MAX_BATCH_DEPTH + 1],
+            },
+        ];
+        for bad in bad_proofs {
+            let mut pr = pr.clone();
+            pr.endorsement.batch = Some(bad.clone());
+            let err = ProposalResponse::from_bytes(&pr.to_bytes().unwrap()).unwrap_err();
+            assert!(err.to_string().contains("batch proof"), "{err}");
+        }
+        assert!(batch_tree(&payloads[..1]).is_err());
+        assert!(batch_tree(&[]).is_err());
     }
 
     #[test]

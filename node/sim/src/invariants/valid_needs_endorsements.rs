@@ -118,7 +118,10 @@ impl NoValidWithoutEndorsements {
                     .genesis
                     .node(&b.org, &b.subject)
                     .is_some_and(|n| n.public_key == b.public_key);
-            let sig_ok = b.public_key.verify(&tx.response, &e.signature).is_ok();
+            let sig_ok = b
+                .public_key
+                .verify(&e.signed_message(&tx.response), &e.signature)
+                .is_ok();
             if ca_ok && node_ok && sig_ok && !orgs.contains(&b.org.as_str()) {
                 orgs.push(b.org.as_str());
             }
