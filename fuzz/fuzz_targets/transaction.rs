@@ -21,16 +21,16 @@ fuzz_target!(|data: &[u8]| {
             let _ = tx.signed_proposal.verify_signature(&p);
         }
         // The committer's batched check of endorsement signatures, with whatever keys came.
+        let msgs: Vec<_> = tx
+            .endorsements
+            .iter()
+            .map(|e| e.signed_message(&tx.response))
+            .collect();
         let items: Vec<_> = tx
             .endorsements
             .iter()
-            .map(|e| {
-                (
-                    tx.response.as_slice(),
-                    &e.signature,
-                    &e.endorser.body.public_key,
-                )
-            })
+            .zip(&msgs)
+            .map(|(e, m)| (m.as_ref(), &e.signature, &e.endorser.body.public_key))
             .collect();
         let verdicts = verify_many(&items);
         assert_eq!(verdicts.len(), items.len());
@@ -53,6 +53,9 @@ fuzz_target!(|data: &[u8]| {
             .endorser
             .body
             .public_key
-            .verify(&pr.response, &pr.endorsement.signature);
+            .verify(
+                &pr.endorsement.signed_message(&pr.response),
+                &pr.endorsement.signature,
+            );
     }
 });

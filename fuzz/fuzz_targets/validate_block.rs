@@ -108,7 +108,7 @@ fuzz_target!(|data: &[u8]| {
                 e.endorser
                     .body
                     .public_key
-                    .verify(&tx.response, &e.signature)
+                    .verify(&e.signed_message(&tx.response), &e.signature)
                     .expect("a VALID tx has good endorsement signatures");
             }
             assert!(
