@@ -3,6 +3,7 @@
 #
 #   testnet/up.sh [N]      N = 1..6, default 4: the four orgs of the thesis (genesis/four-orgs.toml)
 #   BLOCK_MAX_TX=500 testnet/up.sh 4     the same with blocks of at most 500 transactions
+#   BLOCK_TIMEOUT_MS=50 testnet/up.sh 4   ... cut 50 ms after a block's first tx (default 20)
 #
 # Builds sphr-node once (release), makes genesis and identities in the run dir
 # (SPHR_TESTNET_DIR, default testnet/run), starts N `sphr-node run` processes, each with its own
@@ -32,10 +33,16 @@ mkdir -p "$run"
 max_tx="${BLOCK_MAX_TX:-}"
 case "$max_tx" in ""|[1-9]|[1-9][0-9]|[1-9][0-9][0-9]|[1-9][0-9][0-9][0-9]|10000) ;;
   *) echo "BLOCK_MAX_TX must be a number from 1 to 10000, not '$max_tx'" >&2; exit 2 ;; esac
+timeout_ms="${BLOCK_TIMEOUT_MS:-}"
+case "$timeout_ms" in ""|[1-9]|[1-9][0-9]|[1-9][0-9][0-9]|[1-9][0-9][0-9][0-9]) ;;
+  *) echo "BLOCK_TIMEOUT_MS must be a number from 1 to 9999, not '$timeout_ms'" >&2; exit 2 ;; esac
 if [ "$n" = 4 ]; then
   cp "$root/genesis/four-orgs.toml" "$run/spec.toml"
   if [ -n "$max_tx" ]; then
     sed -i "s/^max_tx = .*/max_tx = $max_tx/" "$run/spec.toml"
+  fi
+  if [ -n "$timeout_ms" ]; then
+    sed -i "s/^batch_timeout_ms = .*/batch_timeout_ms = $timeout_ms/" "$run/spec.toml"
   fi
 else
   orgs=(PatientOrg HospitalOrg InsuranceOrg PharmacyOrg LabOrg ResearchOrg)
@@ -57,9 +64,10 @@ else
     echo "[[contracts]]"
     echo 'name = "kv"'
     echo 'policy = "ALL"'
-    if [ -n "$max_tx" ]; then
+    if [ -n "$max_tx$timeout_ms" ]; then
       echo "[block]"
-      echo "max_tx = $max_tx"
+      [ -z "$max_tx" ] || echo "max_tx = $max_tx"
+      [ -z "$timeout_ms" ] || echo "batch_timeout_ms = $timeout_ms"
     fi
   } >"$run/spec.toml"
 fi

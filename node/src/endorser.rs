@@ -376,28 +376,7 @@ impl Endorser {
             .iter()
             .filter_map(|u| u.as_ref().ok().map(|u| u.payload_bytes.as_slice()))
             .collect();
-        let cert = self.certificate();
-        let mut proofs = match sphr_types::batch_tree(&payloads) {
-            Ok((message, proofs)) => {
-                let signature = self.sigs.sign(&self.identity.key, &message);
-                proofs
-                    .into_iter()
-                    .map(|p| Endorsement {
-                        endorser: cert.clone(),
-                        signature,
-                        batch: Some(p),
-                    })
-                    .collect::<Vec<_>>()
-                    .into_iter()
-            }
-            // Fewer than two (or, beyond the tree's size, many: never from a request of at
-            // most 64): a signature each.
-            Err(_) => payloads
-                .iter()
-                .map(|p| Endorsement::single(cert.clone(), self.sigs.sign(&self.identity.key, p)))
-                .collect::<Vec<_>>()
-                .into_iter(),
-        };
+        let mut proofs = self.sign_many(&payloads).into_iter();
         out.into_iter()
             .map(|u| {
                 let u = u?;
@@ -415,6 +394,35 @@ impl Endorser {
             .collect()
     }
 
+    /// Endorsements of `payloads`, in order: one signature over the root of their batch
+    /// tree, each endorsement with its proof; a plain signature when there is only one.
+    pub fn sign_many(&self, payloads: &[&[u8]]) -> Vec<Endorsement> {
+        let cert = self.certificate();
+        match sphr_types::batch_tree(payloads) {
+            Ok((message, proofs)) => {
+                let signature = self.sigs.sign(&self.identity.key, &message);
+                proofs
+                    .into_iter()
+                    .map(|p| Endorsement {
+                        endorser: cert.clone(),
+                        signature,
+                        batch: Some(p),
+                    })
+                    .collect()
+            }
+            // Fewer than two (or more than a tree holds; callers send at most 64).
+            Err(_) => payloads.iter().map(|p| self.sign_alone(p)).collect(),
+        }
+    }
+
+    /// This node's endorsement of one payload: a signature over the payload itself.
+    pub fn sign_alone(&self, payload: &[u8]) -> Endorsement {
+        Endorsement::single(
+            self.certificate(),
+            self.sigs.sign(&self.identity.key, payload),
+        )
+    }
+
     /// Simulates an already-checked proposal and signs the outcome.
     pub fn simulate_and_sign(
         &self,
@@ -423,10 +431,7 @@ impl Endorser {
         proposal: Proposal,
     ) -> Result<Endorsed, EndorseError> {
         let u = self.simulate_unsigned(state, sp, proposal)?;
-        let endorsement = Endorsement::single(
-            self.certificate(),
-            self.sigs.sign(&self.identity.key, &u.payload_bytes),
-        );
+        let endorsement = self.sign_alone(&u.payload_bytes);
         Ok(Endorsed {
             proposal: u.proposal,
             tx_id: u.tx_id,
@@ -437,7 +442,7 @@ impl Endorser {
     }
 
     /// Simulates an already-checked proposal; the outcome, not signed yet.
-    fn simulate_unsigned(
+    pub fn simulate_unsigned(
         &self,
         state: &dyn StateSource,
         sp: &SignedProposal,
@@ -467,11 +472,15 @@ impl Endorser {
 }
 
 /// A simulated proposal waiting for its signature.
-struct Unsigned {
-    proposal: Proposal,
-    tx_id: Hash32,
-    payload: ResponsePayload,
-    payload_bytes: Vec<u8>,
+pub struct Unsigned {
+    /// The decoded proposal.
+    pub proposal: Proposal,
+    /// Its tx id.
+    pub tx_id: Hash32,
+    /// The outcome.
+    pub payload: ResponsePayload,
+    /// The bytes to sign (alone, or as a leaf of a batch tree).
+    pub payload_bytes: Vec<u8>,
 }
 
 /// Runs the contract in a simulator; returns the sorted rwset, the response and the events.
