@@ -383,13 +383,7 @@ impl Endorser {
                 let endorsement = proofs
                     .next()
                     .ok_or_else(|| EndorseError::Malformed("no endorsement made".into()))?;
-                Ok(Endorsed {
-                    proposal: u.proposal,
-                    tx_id: u.tx_id,
-                    payload: u.payload,
-                    payload_bytes: u.payload_bytes,
-                    endorsement,
-                })
+                Ok(u.signed(endorsement))
             })
             .collect()
     }
@@ -432,17 +426,11 @@ impl Endorser {
     ) -> Result<Endorsed, EndorseError> {
         let u = self.simulate_unsigned(state, sp, proposal)?;
         let endorsement = self.sign_alone(&u.payload_bytes);
-        Ok(Endorsed {
-            proposal: u.proposal,
-            tx_id: u.tx_id,
-            payload: u.payload,
-            payload_bytes: u.payload_bytes,
-            endorsement,
-        })
+        Ok(u.signed(endorsement))
     }
 
     /// Simulates an already-checked proposal; the outcome, not signed yet.
-    pub fn simulate_unsigned(
+    fn simulate_unsigned(
         &self,
         state: &dyn StateSource,
         sp: &SignedProposal,
@@ -472,15 +460,24 @@ impl Endorser {
 }
 
 /// A simulated proposal waiting for its signature.
-pub struct Unsigned {
-    /// The decoded proposal.
-    pub proposal: Proposal,
-    /// Its tx id.
-    pub tx_id: Hash32,
-    /// The outcome.
-    pub payload: ResponsePayload,
+struct Unsigned {
+    proposal: Proposal,
+    tx_id: Hash32,
+    payload: ResponsePayload,
     /// The bytes to sign (alone, or as a leaf of a batch tree).
-    pub payload_bytes: Vec<u8>,
+    payload_bytes: Vec<u8>,
+}
+
+impl Unsigned {
+    fn signed(self, endorsement: Endorsement) -> Endorsed {
+        Endorsed {
+            proposal: self.proposal,
+            tx_id: self.tx_id,
+            payload: self.payload,
+            payload_bytes: self.payload_bytes,
+            endorsement,
+        }
+    }
 }
 
 /// Runs the contract in a simulator; returns the sorted rwset, the response and the events.

@@ -94,8 +94,10 @@ pub struct Metrics {
     pub ledger_block_commit_duration_seconds: Histogram,
     /// Peer messages the node dropped after the p2p layer let them through, by reason.
     pub p2p_node_dropped_total: IntCounterVec,
-    /// Proposals per endorse request this node sent (its batching at work).
-    pub p2p_endorse_batch_proposals: Histogram,
+    /// Endorse requests this node sent to peers.
+    pub p2p_endorse_requests_total: IntCounter,
+    /// Proposals those requests carried (divided by the requests: the average batch).
+    pub p2p_endorse_proposals_sent_total: IntCounter,
     /// Sealed bundles served to requesters.
     pub vault_bundles_served_total: IntCounter,
     /// Bundle downloads refused, by reason.
@@ -398,10 +400,15 @@ impl Metrics {
             &["reason"],
             false,
         )?;
-        let p2p_endorse_batch_proposals = b.histogram(
-            "sphr_p2p_endorse_batch_proposals",
-            "Proposals per endorse request sent to a peer (proposals that wait leave together)",
-            &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0],
+        let p2p_endorse_requests_total = b.counter(
+            "sphr_p2p_endorse_requests_total",
+            "Endorse requests sent to peers (each carries the proposals that waited for it)",
+            false,
+        )?;
+        let p2p_endorse_proposals_sent_total = b.counter(
+            "sphr_p2p_endorse_proposals_sent_total",
+            "Proposals sent to peers for endorsement (over sphr_p2p_endorse_requests_total: the average batch)",
+            false,
         )?;
         let mut p2p_series = BTreeMap::new();
         for s in sphr_p2p::P2pStats::default().samples() {
@@ -514,7 +521,8 @@ impl Metrics {
             ledger_block_validation_duration_seconds,
             ledger_block_commit_duration_seconds,
             p2p_node_dropped_total,
-            p2p_endorse_batch_proposals,
+            p2p_endorse_requests_total,
+            p2p_endorse_proposals_sent_total,
             vault_bundles_served_total,
             vault_bundles_refused_total,
             vault_grants_total,

@@ -128,16 +128,25 @@ pub struct Peers {
     my_key: [u8; 32],
     /// One endorse batcher per peer asked so far (genesis nodes only, so bounded).
     batchers: Arc<Mutex<HashMap<[u8; 32], mpsc::Sender<EndorseJob>>>>,
-    /// Proposals per endorse request sent.
-    batch_sizes: prometheus::Histogram,
+    /// Endorse requests and the proposals they carried.
+    batch_counters: BatchCounters,
+}
+
+/// Counts of endorse requests sent and of the proposals they carried.
+#[derive(Clone)]
+pub struct BatchCounters {
+    /// Requests.
+    pub requests: prometheus::IntCounter,
+    /// Proposals.
+    pub proposals: prometheus::IntCounter,
 }
 
 impl Peers {
-    /// Wraps a started p2p layer; `batch_sizes` observes the proposals per endorse request.
+    /// Wraps a started p2p layer; `batch_counters` count the endorse requests sent.
     pub fn new(
         handle: P2pHandle,
         genesis: Arc<GenesisConfig>,
-        batch_sizes: prometheus::Histogram,
+        batch_counters: BatchCounters,
     ) -> Peers {
         let raft_keys = genesis
             .consenters()
@@ -150,7 +159,7 @@ impl Peers {
             raft_keys,
             my_key,
             batchers: Arc::new(Mutex::new(HashMap::new())),
-            batch_sizes,
+            batch_counters,
         }
     }
 
@@ -301,7 +310,7 @@ impl Peers {
             rx,
             budget,
             limits.timeout(Kind::Endorse),
-            self.batch_sizes.clone(),
+            self.batch_counters.clone(),
         ));
         map.insert(to, tx.clone());
         tx
@@ -374,7 +383,7 @@ async fn run_batcher(
     mut rx: mpsc::Receiver<EndorseJob>,
     budget: usize,
     timeout: Duration,
-    batch_sizes: prometheus::Histogram,
+    counters: BatchCounters,
 ) {
     let slots = Arc::new(Semaphore::new(ENDORSE_BATCHES_IN_FLIGHT));
     let mut carried: Option<EndorseJob> = None;
@@ -405,7 +414,8 @@ async fn run_batcher(
         if jobs.is_empty() {
             continue;
         }
-        batch_sizes.observe(jobs.len() as f64);
+        counters.requests.inc();
+        counters.proposals.inc_by(jobs.len() as u64);
         let handle = handle.clone();
         tokio::spawn(async move {
             let _slot = slot;

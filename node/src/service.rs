@@ -617,7 +617,10 @@ async fn start_p2p(
         Peers::new(
             handle,
             genesis.clone(),
-            metrics.p2p_endorse_batch_proposals.clone(),
+            crate::p2p::BatchCounters {
+                requests: metrics.p2p_endorse_requests_total.clone(),
+                proposals: metrics.p2p_endorse_proposals_sent_total.clone(),
+            },
         ),
         inbound,
     ))

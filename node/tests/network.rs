@@ -121,8 +121,8 @@ async fn concurrent_submissions_share_endorse_requests_and_all_commit() {
         .await
         .unwrap();
     let m = String::from_utf8(m).unwrap();
-    let requests = metric(&m, "sphr_p2p_endorse_batch_proposals_count");
-    let proposals = metric(&m, "sphr_p2p_endorse_batch_proposals_sum");
+    let requests = metric(&m, "sphr_p2p_endorse_requests_total");
+    let proposals = metric(&m, "sphr_p2p_endorse_proposals_sent_total");
     assert!(proposals >= 200, "{proposals} proposals sent\n{m}");
     assert!(
         requests < proposals,
