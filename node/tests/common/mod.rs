@@ -255,20 +255,41 @@ where
 
 /// A free TCP port on 127.0.0.1 (bound, then released), never one this test process has
 /// handed out before: the kernel may give a just-released port again, and two nodes of one
-/// network must not be told the same port.
+/// network must not be told the same port. The port is outside the kernel's ephemeral range,
+/// so that no outgoing connection (clients, dialing nodes: they get ephemeral ports) can take
+/// it between this check and the node's own bind, which made a node fail to listen.
 pub fn free_port() -> u16 {
     static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     let mut given = GIVEN
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    loop {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = l.local_addr().unwrap().port();
-        if !given.contains(&port) {
+    let (lo, hi) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            let mut it = s.split_whitespace().map(|v| v.parse::<u32>().ok());
+            Some((it.next()??, it.next()??))
+        })
+        .unwrap_or((32768, 60999));
+    // Below the range if there is room (the usual case), else above it.
+    let (start, end) = if lo >= 12_000 {
+        (lo - 10_000, lo)
+    } else {
+        (hi + 1, 65_536)
+    };
+    let span = end.saturating_sub(start).max(1);
+    // Test processes may run side by side: each starts at its own place.
+    let offset = (std::process::id().wrapping_mul(7919) + given.len() as u32) % span;
+    for i in 0..span {
+        let port = u16::try_from(start + (offset + i) % span).unwrap_or(0);
+        if port == 0 || given.contains(&port) {
+            continue;
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
             given.push(port);
             return port;
         }
     }
+    panic!("no free port in {start}..{end}");
 }
 
 /// A network of `orgs` orgs (Org1..OrgN), one consenter node each, with p2p on free loopback
