@@ -20,7 +20,7 @@ use std::time::Duration;
 use common::{NodeProcess, free_port, wait_for};
 use sphr_crypto::hash::Hash32;
 use sphr_node::client::{Client, make_proposal};
-use sphr_node::genesis::{GenesisSpec, NetworkManifest, generate};
+use sphr_node::genesis::NetworkManifest;
 use sphr_node::identity::Identity;
 
 const DAY: f64 = 86_400.0;
@@ -47,10 +47,7 @@ fn network(days: u32) -> Net {
         ));
     }
     spec.push_str("[[contracts]]\nname = \"kv\"\npolicy = \"ALL\"\n");
-    let spec = GenesisSpec::from_toml_str(&spec, Path::new("certs.toml")).unwrap();
-    let net = dir.path().join("network");
-    generate(&spec, &net, sphr_node::now_ms()).unwrap();
-    let manifest = NetworkManifest::load(&net.join("network.json")).unwrap();
+    let (net, manifest) = common::generate_network(dir.path(), &spec, "certs.toml");
     Net { dir, net, manifest }
 }
 

@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
 use common::{free_port, wait_for};
@@ -17,7 +16,7 @@ use sphr_contracts::consent::RegisterPatient;
 use sphr_crypto::hash::Hash32;
 use sphr_node::client::{Client, make_proposal};
 use sphr_node::explorer::{BlockPage, NetworkView};
-use sphr_node::genesis::{GenesisSpec, NetworkManifest, generate};
+use sphr_node::genesis::NetworkManifest;
 use sphr_node::identity::Identity;
 use sphr_node::service::RunningNode;
 
@@ -52,10 +51,7 @@ async fn start() -> Net {
         }
     }
     spec.push_str("[[contracts]]\nname = \"kv\"\npolicy = \"ALL\"\n[[contracts]]\nname = \"consent\"\npolicy = \"MAJORITY\"\n");
-    let spec = GenesisSpec::from_toml_str(&spec, Path::new("explorer.toml")).unwrap();
-    let net = dir.path().join("network");
-    generate(&spec, &net, sphr_node::now_ms()).unwrap();
-    let manifest = NetworkManifest::load(&net.join("network.json")).unwrap();
+    let (net, manifest) = common::generate_network(dir.path(), &spec, "explorer.toml");
     let (nodes, clients) = common::start_all(dir.path(), &net, &manifest, true, 2).await;
     Net {
         _dir: dir,
@@ -68,13 +64,7 @@ async fn start() -> Net {
 
 impl Net {
     fn user(&self, name: &str, org: &str) -> Identity {
-        let u = self
-            .manifest
-            .users
-            .iter()
-            .find(|u| u.name == name && u.org == org)
-            .unwrap();
-        Identity::load(&self.net.join(&u.identity)).unwrap()
+        common::user_identity(&self.net, &self.manifest, name, org)
     }
     fn network_id(&self) -> Hash32 {
         Hash32::from_hex(&self.manifest.network_id).unwrap()

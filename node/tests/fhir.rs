@@ -24,7 +24,7 @@ use sphr_contracts::consent::{
 use sphr_crypto::hash::Hash32;
 use sphr_node::client::{Client, make_proposal};
 use sphr_node::fhir::instant;
-use sphr_node::genesis::{GenesisSpec, NetworkManifest, generate};
+use sphr_node::genesis::NetworkManifest;
 use sphr_node::identity::Identity;
 use sphr_node::service::RunningNode;
 
@@ -78,10 +78,7 @@ struct Net {
 impl Net {
     async fn start() -> Net {
         let dir = tempfile::tempdir().unwrap();
-        let spec = GenesisSpec::from_toml_str(SPEC, Path::new("fhir.toml")).unwrap();
-        let net = dir.path().join("network");
-        generate(&spec, &net, sphr_node::now_ms()).unwrap();
-        let manifest = NetworkManifest::load(&net.join("network.json")).unwrap();
+        let (net, manifest) = common::generate_network(dir.path(), SPEC, "fhir.toml");
         let n = &manifest.nodes[0];
         let cfg = format!(
             "[node]\ngenesis = \"{g}\"\nidentity = \"{i}\"\ndata_dir = \"{d}\"\n[api]\nlisten = \"127.0.0.1:0\"\ntls_cert = \"{c}\"\ntls_key = \"{k}\"\n[ops]\nlisten = \"127.0.0.1:0\"\n[log]\nfilter = \"warn\"\n",

@@ -18,7 +18,7 @@ use sphr_contracts::healthcare::client::{self as hc, BillAmount, Request};
 use sphr_contracts::healthcare::*;
 use sphr_crypto::hash::Hash32;
 use sphr_node::client::{Client, ClientError, make_proposal};
-use sphr_node::genesis::{GenesisSpec, NetworkManifest, generate};
+use sphr_node::genesis::NetworkManifest;
 use sphr_node::identity::Identity as Id;
 use sphr_node::service::RunningNode;
 
@@ -77,10 +77,7 @@ impl Net {
             })
             .collect::<Vec<_>>()
             .join("\n");
-        let spec = GenesisSpec::from_toml_str(&text, Path::new("four-orgs.toml")).unwrap();
-        let net = dir.path().join("network");
-        generate(&spec, &net, sphr_node::now_ms()).unwrap();
-        let manifest = NetworkManifest::load(&net.join("network.json")).unwrap();
+        let (net, manifest) = common::generate_network(dir.path(), &text, "four-orgs.toml");
         let (nodes, clients) = common::start_all(dir.path(), &net, &manifest, false, 3).await;
         Net {
             _dir: dir,

@@ -8,13 +8,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Output;
 use std::time::Duration;
 
 use common::{converge, free_port};
 use sphr_node::client::Client;
-use sphr_node::genesis::{GenesisSpec, NetworkManifest, generate};
 use sphr_node::service::RunningNode;
 
 struct Net {
@@ -55,10 +54,7 @@ impl Net {
             }
         }
         spec.push_str("[[contracts]]\nname = \"healthcare\"\npolicy = \"MAJORITY\"\n");
-        let spec = GenesisSpec::from_toml_str(&spec, Path::new("hc-cli.toml")).unwrap();
-        let net = dir.path().join("network");
-        generate(&spec, &net, sphr_node::now_ms()).unwrap();
-        let m = NetworkManifest::load(&net.join("network.json")).unwrap();
+        let (net, m) = common::generate_network(dir.path(), &spec, "hc-cli.toml");
         let (nodes, clients) = common::start_all(dir.path(), &net, &m, true, 2).await;
         Net {
             _dir: dir,

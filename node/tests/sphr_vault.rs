@@ -26,7 +26,7 @@ use sphr_contracts::consent::{self, BundleKey, BundleKeys, GetBundleKeys};
 use sphr_crypto::hash::Hash32;
 use sphr_node::client::{Client, make_proposal};
 use sphr_node::config::NodeConfig;
-use sphr_node::genesis::{GenesisSpec, NetworkManifest, generate};
+use sphr_node::genesis::NetworkManifest;
 use sphr_node::identity::Identity;
 use sphr_node::service::RunningNode;
 use sphr_vault::{Bundle, HubKind, hub_key, patient_key};
@@ -82,10 +82,7 @@ impl Net {
             }
         }
         spec.push_str("[[contracts]]\nname = \"consent\"\npolicy = \"MAJORITY\"\n");
-        let spec = GenesisSpec::from_toml_str(&spec, Path::new("sphr-vault.toml")).unwrap();
-        let net = dir.path().join("network");
-        generate(&spec, &net, sphr_node::now_ms()).unwrap();
-        let manifest = NetworkManifest::load(&net.join("network.json")).unwrap();
+        let (net, manifest) = common::generate_network(dir.path(), &spec, "sphr-vault.toml");
         let mut configs = Vec::new();
         for (i, n) in manifest.nodes.iter().enumerate() {
             let text = format!(
@@ -129,13 +126,7 @@ impl Net {
     }
 
     fn user(&self, name: &str, org: &str) -> Identity {
-        let u = self
-            .manifest
-            .users
-            .iter()
-            .find(|u| u.name == name && u.org == org)
-            .unwrap();
-        Identity::load(&self.net.join(&u.identity)).unwrap()
+        common::user_identity(&self.net, &self.manifest, name, org)
     }
 
     fn network_id(&self) -> Hash32 {

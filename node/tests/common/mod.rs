@@ -253,6 +253,26 @@ where
     }
 }
 
+/// Generates the network a genesis spec (TOML text; `name` for its errors) describes into
+/// `dir/network`: that folder and its manifest.
+pub fn generate_network(dir: &Path, spec_toml: &str, name: &str) -> (PathBuf, NetworkManifest) {
+    let spec = GenesisSpec::from_toml_str(spec_toml, Path::new(name)).unwrap();
+    let net = dir.join("network");
+    generate(&spec, &net, sphr_node::now_ms()).unwrap();
+    let manifest = NetworkManifest::load(&net.join("network.json")).unwrap();
+    (net, manifest)
+}
+
+/// The identity of user `name` of `org` in a generated network.
+pub fn user_identity(net: &Path, manifest: &NetworkManifest, name: &str, org: &str) -> Identity {
+    let u = manifest
+        .users
+        .iter()
+        .find(|u| u.name == name && u.org == org)
+        .unwrap();
+    Identity::load(&net.join(&u.identity)).unwrap()
+}
+
 /// A free TCP port on 127.0.0.1 (bound, then released), never one this test process has
 /// handed out before: the kernel may give a just-released port again, and two nodes of one
 /// network must not be told the same port. The port is outside the kernel's ephemeral range,
