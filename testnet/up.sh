@@ -4,6 +4,8 @@
 #   testnet/up.sh [N]      N = 1..6, default 4: the four orgs of the thesis (genesis/four-orgs.toml)
 #   BLOCK_MAX_TX=500 testnet/up.sh 4     the same with blocks of at most 500 transactions
 #   BLOCK_TIMEOUT_MS=50 testnet/up.sh 4   ... cut 50 ms after a block's first tx (default 20)
+#   ENDORSE_BATCH_INTERVAL_MS=0 testnet/up.sh 4   ... nodes' [p2p] endorse_batch_interval_ms
+#                                                 (default: the node's own, 20)
 #
 # Builds sphr-node once (release), makes genesis and identities in the run dir
 # (SPHR_TESTNET_DIR, default testnet/run), starts N `sphr-node run` processes, each with its own
@@ -36,6 +38,9 @@ case "$max_tx" in ""|[1-9]|[1-9][0-9]|[1-9][0-9][0-9]|[1-9][0-9][0-9][0-9]|10000
 timeout_ms="${BLOCK_TIMEOUT_MS:-}"
 case "$timeout_ms" in ""|[1-9]|[1-9][0-9]|[1-9][0-9][0-9]|[1-9][0-9][0-9][0-9]) ;;
   *) echo "BLOCK_TIMEOUT_MS must be a number from 1 to 9999, not '$timeout_ms'" >&2; exit 2 ;; esac
+interval_ms="${ENDORSE_BATCH_INTERVAL_MS:-}"
+case "$interval_ms" in ""|[0-9]|[1-9][0-9]|[1-9][0-9][0-9]|1000) ;;
+  *) echo "ENDORSE_BATCH_INTERVAL_MS must be a number from 0 to 1000, not '$interval_ms'" >&2; exit 2 ;; esac
 if [ "$n" = 4 ]; then
   cp "$root/genesis/four-orgs.toml" "$run/spec.toml"
   if [ -n "$max_tx" ]; then
@@ -82,6 +87,9 @@ for line in "${nodes[@]}"; do
   org="${id#*@}"
   "$bin" config init --network "$run/network" --node "$id" --data-dir "$run/$org/data" \
     --out "$run/$org.toml" >/dev/null
+  if [ -n "$interval_ms" ]; then
+    sed -i "/^\[p2p\]$/a endorse_batch_interval_ms = $interval_ms" "$run/$org.toml"
+  fi
   "$bin" run --config "$run/$org.toml" >"$run/$org.out" 2>"$run/$org.log" &
   echo "$! $id $api" >>"$run/pids"
 done

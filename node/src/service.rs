@@ -621,6 +621,7 @@ async fn start_p2p(
                 requests: metrics.p2p_endorse_requests_total.clone(),
                 proposals: metrics.p2p_endorse_proposals_sent_total.clone(),
             },
+            Duration::from_millis(cfg.p2p.endorse_batch_interval_ms),
         ),
         inbound,
     ))

@@ -132,6 +132,80 @@ async fn concurrent_submissions_share_endorse_requests_and_all_commit() {
     b.shutdown().await;
 }
 
+/// The endorse counters of a node's metrics: (requests, proposals).
+async fn endorse_counters(c: &Client) -> (u64, u64) {
+    let (_, m) = c
+        .request(hyper::Method::GET, "/metrics", None, vec![])
+        .await
+        .unwrap();
+    let m = String::from_utf8(m).unwrap();
+    (
+        metric(&m, "sphr_p2p_endorse_requests_total"),
+        metric(&m, "sphr_p2p_endorse_proposals_sent_total"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn steady_submissions_are_paced_into_shared_requests_and_sparse_ones_are_not() {
+    let net = Arc::new(MultiNet::new(2, "ALL", 100, 500));
+    // Org1's gateway sends Org2 at most one endorse request per 200 ms under steady load.
+    let a = net
+        .start_with(0, |cfg| cfg.p2p.endorse_batch_interval_ms = 200)
+        .await;
+    let b = net.start(1).await;
+    let clients = vec![net.client(a.api_addr()), net.client(b.api_addr())];
+    wait_connected(&clients, 1).await;
+
+    // Sparse: submissions further apart than the interval each go at once, alone.
+    let (r0, p0) = endorse_counters(&clients[0]).await;
+    for i in 0..3 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let sp = net.proposal(0, "put", &[&format!("sparse-{i}"), "v"]);
+        let r = clients[0].submit(&sp, true).await.unwrap();
+        assert_eq!(r.code.as_deref(), Some("VALID"));
+    }
+    let (r1, p1) = endorse_counters(&clients[0]).await;
+    assert_eq!(
+        (r1 - r0, p1 - p0),
+        (3, 3),
+        "one request per sparse submission"
+    );
+
+    // Steady: 40 submissions 10 ms apart (about 400 ms) share a handful of requests, and
+    // every one commits.
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..40 {
+        let net = net.clone();
+        let c = clients[0].clone();
+        tasks.spawn(async move {
+            let sp = net.proposal(0, "put", &[&format!("steady-{i}"), "v"]);
+            c.submit(&sp, true).await
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut last_block = 0;
+    while let Some(r) = tasks.join_next().await {
+        let r = r.unwrap().unwrap();
+        assert_eq!(r.code.as_deref(), Some("VALID"));
+        last_block = last_block.max(r.block.unwrap());
+    }
+    let (r2, p2) = endorse_counters(&clients[0]).await;
+    assert_eq!(p2 - p1, 40, "each steady proposal went to Org2 once");
+    assert!(
+        r2 - r1 <= 10,
+        "{} requests carried the 40 steady proposals; pacing at 200 ms allows about 3",
+        r2 - r1
+    );
+    converge(&clients, last_block, Duration::from_secs(30)).await;
+    let q = clients[1]
+        .query(&net.proposal(1, "get", &["steady-39"]))
+        .await
+        .unwrap();
+    assert_eq!(hex::decode(q.response_hex).unwrap(), b"v");
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killing_the_leader_under_load_loses_nothing_and_it_catches_up() {
     // A majority of orgs endorses, so txs go on with one node down.

@@ -376,7 +376,13 @@ impl MultiNet {
 
     /// Starts node `i` in this process.
     pub async fn start(&self, i: usize) -> RunningNode {
-        let cfg = NodeConfig::load(&self.write_config(i)).unwrap();
+        self.start_with(i, |_| {}).await
+    }
+
+    /// Starts node `i` in this process with its configuration changed by `change`.
+    pub async fn start_with(&self, i: usize, change: impl FnOnce(&mut NodeConfig)) -> RunningNode {
+        let mut cfg = NodeConfig::load(&self.write_config(i)).unwrap();
+        change(&mut cfg);
         start(&cfg).await.unwrap()
     }
 
