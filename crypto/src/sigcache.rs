@@ -20,7 +20,7 @@
 //! old one and the previous old one is dropped; a hit in the old generation moves the digest
 //! back. At most `2 * capacity` digests of 32 bytes are held.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
@@ -82,16 +82,43 @@ impl VerifiedSigs {
 
     /// [`crate::keys::verify_many`], skipping the items found here. The verdicts are the same
     /// as without the cache; the items that verified (strictly, one by one) are remembered.
+    ///
+    /// An item that repeats an earlier item of the same call (same key, message and
+    /// signature: a batch endorsement shared by several transactions of one block) is not
+    /// checked again: it gets the earlier item's verdict, which is what checking it would
+    /// give, and counts as a hit.
     pub fn verify_many(&self, items: &[(&[u8], &Signature, &PublicKey)]) -> Vec<bool> {
         let digests: Vec<[u8; 32]> = items
             .iter()
             .map(|(m, s, pk)| signature_digest(m, s, pk))
             .collect();
-        let known: Vec<bool> = digests.iter().map(|d| self.lookup(d)).collect();
-        let verdicts = verify_many_known(items, &known);
-        for ((d, k), ok) in digests.iter().zip(&known).zip(&verdicts) {
-            if *ok && !*k {
-                self.insert(*d);
+        // For each item, the first item of the call with the same digest (itself if none).
+        let mut first_of: HashMap<[u8; 32], usize> = HashMap::with_capacity(digests.len());
+        let source: Vec<usize> = digests
+            .iter()
+            .enumerate()
+            .map(|(i, d)| *first_of.entry(*d).or_insert(i))
+            .collect();
+        // Repeats are marked known so that nothing checks them; their verdicts follow below.
+        let known: Vec<bool> = digests
+            .iter()
+            .zip(&source)
+            .enumerate()
+            .map(|(i, (d, &src))| {
+                if src == i {
+                    self.lookup(d)
+                } else {
+                    self.hits.fetch_add(1, Ordering::Relaxed);
+                    true
+                }
+            })
+            .collect();
+        let mut verdicts = verify_many_known(items, &known);
+        for (i, &src) in source.iter().enumerate() {
+            if src != i {
+                verdicts[i] = verdicts[src];
+            } else if verdicts[i] && !known[i] {
+                self.insert(digests[i]);
             }
         }
         verdicts
@@ -293,5 +320,36 @@ mod tests {
             hits + 1,
             "the good one is now known, the bad one never"
         );
+    }
+
+    #[test]
+    fn repeats_in_one_call_are_checked_once_with_the_same_verdict() {
+        let c = VerifiedSigs::new(64);
+        let sk = key(30);
+        let pk = sk.public_key();
+        let root = b"batch root".to_vec();
+        let good = sk.sign(&root);
+        let mut bad = good;
+        bad.0[10] ^= 4;
+        let other = b"other".to_vec();
+        let other_sig = sk.sign(&other);
+        // A batch signature shared by three transactions, a bad one twice, another once.
+        let v: Vec<(&[u8], &Signature, &PublicKey)> = vec![
+            (&root, &good, &pk),
+            (&root, &bad, &pk),
+            (&root, &good, &pk),
+            (&other, &other_sig, &pk),
+            (&root, &bad, &pk),
+            (&root, &good, &pk),
+        ];
+        let verdicts = c.verify_many(&v);
+        assert_eq!(verdicts, verify_many(&v), "same verdicts as checking each");
+        assert_eq!(verdicts, vec![true, false, true, true, false, true]);
+        // Three distinct triples looked up (and missed), three repeats served: hits.
+        assert_eq!((c.hits(), c.misses()), (3, 3));
+        // The good ones are stored, the bad one is not.
+        assert_eq!(c.len(), 2);
+        assert_eq!(c.verify_many(&v[..2]), vec![true, false]);
+        assert_eq!((c.hits(), c.misses()), (4, 4));
     }
 }

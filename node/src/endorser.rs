@@ -430,7 +430,7 @@ impl Endorser {
     }
 
     /// Simulates an already-checked proposal; the outcome, not signed yet.
-    fn simulate_unsigned(
+    pub(crate) fn simulate_unsigned(
         &self,
         state: &dyn StateSource,
         sp: &SignedProposal,
@@ -460,16 +460,16 @@ impl Endorser {
 }
 
 /// A simulated proposal waiting for its signature.
-struct Unsigned {
+pub(crate) struct Unsigned {
     proposal: Proposal,
     tx_id: Hash32,
     payload: ResponsePayload,
     /// The bytes to sign (alone, or as a leaf of a batch tree).
-    payload_bytes: Vec<u8>,
+    pub(crate) payload_bytes: Vec<u8>,
 }
 
 impl Unsigned {
-    fn signed(self, endorsement: Endorsement) -> Endorsed {
+    pub(crate) fn signed(self, endorsement: Endorsement) -> Endorsed {
         Endorsed {
             proposal: self.proposal,
             tx_id: self.tx_id,

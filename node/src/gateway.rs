@@ -19,17 +19,17 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use sphr_crypto::hash::Hash32;
 use sphr_orderer::{OrdererHandle, SubmitError};
 use sphr_types::{Policy, ProposalResponse, SignedProposal, Transaction, ValidationCode};
-use tokio::sync::{broadcast, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
 use crate::api::model::CommitEvent;
-use crate::endorser::{EndorseError, Endorser, StateSource};
+use crate::endorser::{EndorseError, Endorsed, Endorser, StateSource, Unsigned};
 use crate::metrics::Metrics;
 
 /// Why a submission or query failed. Each variant maps to one HTTP status.
@@ -223,6 +223,55 @@ pub struct Gateway {
     metrics: Metrics,
     accepting: AtomicBool,
     stopping: watch::Sender<bool>,
+    /// Signs this node's endorsements of its own submissions in paced batches, when other
+    /// orgs endorse too (started on first use).
+    local_signer: OnceLock<mpsc::Sender<SignJob>>,
+}
+
+/// Most of this node's own endorsements waiting to be signed; past it they are signed alone.
+const LOCAL_SIGN_QUEUE: usize = 4096;
+
+/// One of this node's own endorsements to sign.
+struct SignJob {
+    payload: Vec<u8>,
+    reply: oneshot::Sender<sphr_types::Endorsement>,
+}
+
+/// Signs the payloads of this node's own submissions in batches, paced like the endorse
+/// requests to peers (see `crate::p2p`): under steady load at most one signature per
+/// `interval`, over the batch tree of what waited (up to 64 payloads). A submission that
+/// needs other orgs waits for their endorsements anyway, and those requests are paced by the
+/// same interval, so the wait here hides behind theirs; what it saves is a signature per
+/// submission here and, at every other node's commit, a signature check per submission.
+async fn run_local_signer(
+    endorser: Arc<Endorser>,
+    mut rx: mpsc::Receiver<SignJob>,
+    interval: Duration,
+) {
+    let mut last: Option<tokio::time::Instant> = None;
+    while let Some(first) = rx.recv().await {
+        let mut jobs = vec![first];
+        while jobs.len() < crate::p2p::MAX_ENDORSE_BATCH {
+            let Ok(job) = rx.try_recv() else { break };
+            jobs.push(job);
+        }
+        if let Some(until) = crate::p2p::pace_until(last, interval, tokio::time::Instant::now()) {
+            while jobs.len() < crate::p2p::MAX_ENDORSE_BATCH {
+                match tokio::time::timeout_at(until, rx.recv()).await {
+                    Ok(Some(job)) => jobs.push(job),
+                    Ok(None) | Err(_) => break,
+                }
+            }
+        }
+        last = Some(tokio::time::Instant::now());
+        // Submissions that gave up need no signature.
+        jobs.retain(|j| !j.reply.is_closed());
+        let payloads: Vec<&[u8]> = jobs.iter().map(|j| j.payload.as_slice()).collect();
+        let endorsements = endorser.sign_many(&payloads);
+        for (job, e) in jobs.into_iter().zip(endorsements) {
+            let _ = job.reply.send(e);
+        }
+    }
 }
 
 impl Gateway {
@@ -252,7 +301,40 @@ impl Gateway {
             metrics,
             accepting: AtomicBool::new(true),
             stopping: watch::Sender::new(false),
+            local_signer: OnceLock::new(),
         }
+    }
+
+    /// This node's endorsement of `unsigned`: from the paced local signer when other orgs
+    /// must endorse too (and so the wait hides behind theirs), signed at once otherwise.
+    async fn sign_local(&self, unsigned: Unsigned, batched: bool) -> Endorsed {
+        let interval = self
+            .peers
+            .as_ref()
+            .map_or(Duration::ZERO, |p| p.batch_interval());
+        if !batched || interval.is_zero() {
+            let e = self.endorser.sign_alone(&unsigned.payload_bytes);
+            return unsigned.signed(e);
+        }
+        let queue = self.local_signer.get_or_init(|| {
+            let (tx, rx) = mpsc::channel(LOCAL_SIGN_QUEUE);
+            tokio::spawn(run_local_signer(self.endorser.clone(), rx, interval));
+            tx
+        });
+        let (reply, answer) = oneshot::channel();
+        let job = SignJob {
+            payload: unsigned.payload_bytes.clone(),
+            reply,
+        };
+        // A full queue (or a signer gone with the runtime) signs alone: never fails, never
+        // blocks.
+        if queue.try_send(job).is_ok()
+            && let Ok(e) = answer.await
+        {
+            return unsigned.signed(e);
+        }
+        let e = self.endorser.sign_alone(&unsigned.payload_bytes);
+        unsigned.signed(e)
     }
 
     /// Refuses new submissions and broadcasts from now on (503 `stopping`) and ends the
@@ -316,23 +398,25 @@ impl Gateway {
         let (endorsed, endorsements) = loop {
             attempt += 1;
             let height = self.lookup.height();
-            let endorsed =
+            let unsigned =
                 self.endorser
-                    .simulate_and_sign(self.state.as_ref(), &sp, proposal.clone());
-            self.endorser.observe(&contract, started, endorsed.is_ok());
-            let endorsed = endorsed?;
-            match self
-                .collect_endorsements(
-                    &policy,
-                    &orgs,
-                    &sp,
-                    &endorsed.payload_bytes,
-                    endorsed.endorsement.clone(),
-                    height,
-                )
-                .await
-            {
-                Ok(e) => break (endorsed, e),
+                    .simulate_unsigned(self.state.as_ref(), &sp, proposal.clone());
+            self.endorser.observe(&contract, started, unsigned.is_ok());
+            let unsigned = unsigned?;
+            let local_only = policy.is_satisfied(&orgs, [self.local_org.as_str()]);
+            let payload = unsigned.payload_bytes.clone();
+            // This node's signature and the other orgs' endorsements at the same time.
+            let (endorsed, remote) = tokio::join!(
+                self.sign_local(unsigned, !local_only),
+                self.collect_endorsements(&policy, &orgs, &sp, &payload, height)
+            );
+            match remote {
+                Ok(remote) => {
+                    let mut all = Vec::with_capacity(remote.len() + 1);
+                    all.push(endorsed.endorsement.clone());
+                    all.extend(remote);
+                    break (endorsed, all);
+                }
                 Err(GatewayError::EndorsementMismatch { .. }) if attempt < MAX_ENDORSE_ATTEMPTS => {
                     tokio::time::sleep(Duration::from_millis(20 * attempt)).await;
                 }
@@ -360,18 +444,17 @@ impl Gateway {
         })
     }
 
-    /// This node's endorsement plus, when the policy needs them, endorsements of other orgs
-    /// asked in parallel; stops asking once the policy is met.
+    /// The endorsements of other orgs the policy needs besides this node's (which the caller
+    /// adds), asked in parallel; stops asking once the policy is met.
     async fn collect_endorsements(
         &self,
         policy: &Policy,
         orgs: &[String],
         sp: &SignedProposal,
         payload: &[u8],
-        local: sphr_types::Endorsement,
         height: u64,
     ) -> Result<Vec<sphr_types::Endorsement>, GatewayError> {
-        let mut endorsements = vec![local];
+        let mut endorsements = Vec::new();
         let mut have = vec![self.local_org.clone()];
         if policy.is_satisfied(orgs, have.iter().map(String::as_str)) {
             return Ok(endorsements);

@@ -183,6 +183,11 @@ impl Peers {
         &self.handle
     }
 
+    /// The least time between two endorse requests to one peer under steady load.
+    pub fn batch_interval(&self) -> Duration {
+        self.batch_interval
+    }
+
     /// How many genesis peers are connected.
     pub fn connected(&self) -> usize {
         self.handle.connected_peers().len()
@@ -502,7 +507,7 @@ impl Batch {
 /// When a request about to leave at `now` should leave instead, if later: `interval` after
 /// the previous one. `None`: send now (pacing off, first request, or the interval has
 /// passed already, as it always has under light load).
-fn pace_until(
+pub(crate) fn pace_until(
     last_sent: Option<tokio::time::Instant>,
     interval: Duration,
     now: tokio::time::Instant,

@@ -173,6 +173,7 @@ async fn steady_submissions_are_paced_into_shared_requests_and_sparse_ones_are_n
 
     // Steady: 40 submissions 10 ms apart (about 400 ms) share a handful of requests, and
     // every one commits.
+    let misses_before = sigcache_misses(&clients[1]).await;
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..40 {
         let net = net.clone();
@@ -202,8 +203,24 @@ async fn steady_submissions_are_paced_into_shared_requests_and_sparse_ones_are_n
         .await
         .unwrap();
     assert_eq!(hex::decode(q.response_hex).unwrap(), b"v");
+    // Org2 checked each creator's signature once (when it endorsed) and Org1's endorsement
+    // signatures at commit: Org1 signed its own endorsements in paced batches too, so far
+    // fewer than one per transaction (40 + 40 if each were signed alone).
+    let misses = sigcache_misses(&clients[1]).await - misses_before;
+    assert!(
+        (40..60).contains(&misses),
+        "Org2 checked {misses} signatures for 40 transactions"
+    );
     a.shutdown().await;
     b.shutdown().await;
+}
+
+async fn sigcache_misses(c: &Client) -> u64 {
+    let (_, m) = c
+        .request(hyper::Method::GET, "/metrics", None, vec![])
+        .await
+        .unwrap();
+    metric(&String::from_utf8(m).unwrap(), "sphr_sigcache_misses_total")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
