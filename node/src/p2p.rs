@@ -636,13 +636,12 @@ impl Dispatch {
                     body,
                     reply,
                 } => {
+                    // Straight onto a blocking thread, which answers: one hand-off per request.
+                    // (A panic there drops `reply`; the requester then gets "the node dropped
+                    // the request".)
                     let me = self.clone();
-                    tokio::spawn(async move {
-                        let answer =
-                            tokio::task::spawn_blocking(move || me.on_request(kind, &body))
-                                .await
-                                .unwrap_or_else(|e| Err(format!("internal error: {e}")));
-                        let _ = reply.send(answer);
+                    tokio::task::spawn_blocking(move || {
+                        let _ = reply.send(me.on_request(kind, &body));
                     });
                 }
                 Inbound::Gossip { topic, body, .. } => self.on_gossip(topic, &body).await,
