@@ -116,14 +116,8 @@ async fn concurrent_submissions_share_endorse_requests_and_all_commit() {
     assert_eq!(hex::decode(q.response_hex).unwrap(), b"v");
 
     // Every proposal went to Org2 once, in fewer requests than proposals.
-    let (_, m) = clients[0]
-        .request(hyper::Method::GET, "/metrics", None, vec![])
-        .await
-        .unwrap();
-    let m = String::from_utf8(m).unwrap();
-    let requests = metric(&m, "sphr_p2p_endorse_requests_total");
-    let proposals = metric(&m, "sphr_p2p_endorse_proposals_sent_total");
-    assert!(proposals >= 200, "{proposals} proposals sent\n{m}");
+    let (requests, proposals) = endorse_counters(&clients[0]).await;
+    assert!(proposals >= 200, "{proposals} proposals sent");
     assert!(
         requests < proposals,
         "{requests} requests for {proposals} proposals"
@@ -132,17 +126,26 @@ async fn concurrent_submissions_share_endorse_requests_and_all_commit() {
     b.shutdown().await;
 }
 
-/// The endorse counters of a node's metrics: (requests, proposals).
-async fn endorse_counters(c: &Client) -> (u64, u64) {
+/// A node's Prometheus text.
+async fn metrics_text(c: &Client) -> String {
     let (_, m) = c
         .request(hyper::Method::GET, "/metrics", None, vec![])
         .await
         .unwrap();
-    let m = String::from_utf8(m).unwrap();
+    String::from_utf8(m).unwrap()
+}
+
+/// The endorse counters of a node's metrics: (requests, proposals).
+async fn endorse_counters(c: &Client) -> (u64, u64) {
+    let m = metrics_text(c).await;
     (
         metric(&m, "sphr_p2p_endorse_requests_total"),
         metric(&m, "sphr_p2p_endorse_proposals_sent_total"),
     )
+}
+
+async fn sigcache_misses(c: &Client) -> u64 {
+    metric(&metrics_text(c).await, "sphr_sigcache_misses_total")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -213,14 +216,6 @@ async fn steady_submissions_are_paced_into_shared_requests_and_sparse_ones_are_n
     );
     a.shutdown().await;
     b.shutdown().await;
-}
-
-async fn sigcache_misses(c: &Client) -> u64 {
-    let (_, m) = c
-        .request(hyper::Method::GET, "/metrics", None, vec![])
-        .await
-        .unwrap();
-    metric(&String::from_utf8(m).unwrap(), "sphr_sigcache_misses_total")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
