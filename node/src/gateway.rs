@@ -237,6 +237,20 @@ struct SignJob {
     reply: oneshot::Sender<sphr_types::Endorsement>,
 }
 
+/// This node's own endorsements to sign together: up to 64, whatever their size.
+struct SignBatch(Vec<SignJob>);
+
+impl crate::p2p::Gathering<SignJob> for SignBatch {
+    fn is_full(&self) -> bool {
+        self.0.len() >= crate::p2p::MAX_ENDORSE_BATCH
+    }
+
+    fn push(&mut self, job: SignJob) -> Option<SignJob> {
+        self.0.push(job);
+        None
+    }
+}
+
 /// Signs the payloads of this node's own submissions in batches, paced like the endorse
 /// requests to peers (see `crate::p2p`): under steady load at most one signature per
 /// `interval`, over the batch tree of what waited (up to 64 payloads). A submission that
@@ -250,20 +264,11 @@ async fn run_local_signer(
 ) {
     let mut last: Option<tokio::time::Instant> = None;
     while let Some(first) = rx.recv().await {
-        let mut jobs = vec![first];
-        while jobs.len() < crate::p2p::MAX_ENDORSE_BATCH {
-            let Ok(job) = rx.try_recv() else { break };
-            jobs.push(job);
-        }
-        if let Some(until) = crate::p2p::pace_until(last, interval, tokio::time::Instant::now()) {
-            while jobs.len() < crate::p2p::MAX_ENDORSE_BATCH {
-                match tokio::time::timeout_at(until, rx.recv()).await {
-                    Ok(Some(job)) => jobs.push(job),
-                    Ok(None) | Err(_) => break,
-                }
-            }
-        }
+        let mut jobs = SignBatch(vec![first]);
+        // Every job fits (no byte budget), so nothing is carried over.
+        let _ = crate::p2p::gather(&mut jobs, &mut rx, last, interval).await;
         last = Some(tokio::time::Instant::now());
+        let mut jobs = jobs.0;
         // Submissions that gave up need no signature.
         jobs.retain(|j| !j.reply.is_closed());
         let payloads: Vec<&[u8]> = jobs.iter().map(|j| j.payload.as_slice()).collect();

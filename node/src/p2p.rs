@@ -423,19 +423,7 @@ async fn run_batcher(
             },
         };
         let mut batch = Batch::new(first, budget);
-        while carried.is_none() && !batch.is_full() {
-            let Ok(job) = rx.try_recv() else { break };
-            carried = batch.push(job);
-        }
-        if let Some(until) = pace_until(last_sent, interval, tokio::time::Instant::now()) {
-            while carried.is_none() && !batch.is_full() {
-                match tokio::time::timeout_at(until, rx.recv()).await {
-                    Ok(Some(job)) => carried = batch.push(job),
-                    // Time is up, or every sender is gone: send what we have.
-                    Ok(None) | Err(_) => break,
-                }
-            }
-        }
+        carried = gather(&mut batch, &mut rx, last_sent, interval).await;
         last_sent = Some(tokio::time::Instant::now());
         let mut jobs = batch.jobs;
         // Callers that gave up (timed out) need no endorsement.
@@ -471,6 +459,40 @@ async fn run_batcher(
     }
 }
 
+/// A batch being gathered from a queue.
+pub(crate) trait Gathering<T> {
+    /// Whether it takes no more.
+    fn is_full(&self) -> bool;
+    /// Adds `job`, or gives it back when it does not fit (it then starts the next batch).
+    fn push(&mut self, job: T) -> Option<T>;
+}
+
+/// Fills `batch` from `rx`: with what waits, then, when the previous batch left less than
+/// `interval` ago (see [`pace_until`]), with what arrives until the interval is up. Stops
+/// early when the batch is full or every sender is gone; returns a job that did not fit.
+pub(crate) async fn gather<T, B: Gathering<T>>(
+    batch: &mut B,
+    rx: &mut mpsc::Receiver<T>,
+    last_sent: Option<tokio::time::Instant>,
+    interval: Duration,
+) -> Option<T> {
+    let mut carried = None;
+    while carried.is_none() && !batch.is_full() {
+        let Ok(job) = rx.try_recv() else { break };
+        carried = batch.push(job);
+    }
+    if let Some(until) = pace_until(last_sent, interval, tokio::time::Instant::now()) {
+        while carried.is_none() && !batch.is_full() {
+            match tokio::time::timeout_at(until, rx.recv()).await {
+                Ok(Some(job)) => carried = batch.push(job),
+                // Time is up, or every sender is gone: send what we have.
+                Ok(None) | Err(_) => break,
+            }
+        }
+    }
+    carried
+}
+
 /// The proposals of one endorse request, as they are gathered.
 struct Batch {
     jobs: Vec<EndorseJob>,
@@ -487,13 +509,14 @@ impl Batch {
             budget,
         }
     }
+}
 
+impl Gathering<EndorseJob> for Batch {
     fn is_full(&self) -> bool {
         self.jobs.len() >= MAX_ENDORSE_BATCH
     }
 
-    /// Adds `job`, or gives it back when it would take the batch over its byte budget (it
-    /// then starts the next batch).
+    /// Adds `job`, or gives it back when it would take the batch over its byte budget.
     fn push(&mut self, job: EndorseJob) -> Option<EndorseJob> {
         if self.bytes + job.proposal.len() > self.budget {
             return Some(job);
@@ -507,7 +530,7 @@ impl Batch {
 /// When a request about to leave at `now` should leave instead, if later: `interval` after
 /// the previous one. `None`: send now (pacing off, first request, or the interval has
 /// passed already, as it always has under light load).
-pub(crate) fn pace_until(
+fn pace_until(
     last_sent: Option<tokio::time::Instant>,
     interval: Duration,
     now: tokio::time::Instant,
