@@ -6,6 +6,8 @@
 #   BLOCK_TIMEOUT_MS=50 testnet/up.sh 4   ... cut 50 ms after a block's first tx (default 20)
 #   ENDORSE_BATCH_INTERVAL_MS=0 testnet/up.sh 4   ... nodes' [p2p] endorse_batch_interval_ms
 #                                                 (default: the node's own, 20)
+#   ENDORSE_BATCH_INTERVAL_MAX_MS=20 testnet/up.sh 4  ... [p2p] endorse_batch_interval_max_ms
+#                                                 (default: the node's own, 100)
 #
 # Builds sphr-node once (release), makes genesis and identities in the run dir
 # (SPHR_TESTNET_DIR, default testnet/run), starts N `sphr-node run` processes, each with its own
@@ -41,6 +43,9 @@ case "$timeout_ms" in ""|[1-9]|[1-9][0-9]|[1-9][0-9][0-9]|[1-9][0-9][0-9][0-9]) 
 interval_ms="${ENDORSE_BATCH_INTERVAL_MS:-}"
 case "$interval_ms" in ""|[0-9]|[1-9][0-9]|[1-9][0-9][0-9]|1000) ;;
   *) echo "ENDORSE_BATCH_INTERVAL_MS must be a number from 0 to 1000, not '$interval_ms'" >&2; exit 2 ;; esac
+interval_max_ms="${ENDORSE_BATCH_INTERVAL_MAX_MS:-}"
+case "$interval_max_ms" in ""|[0-9]|[1-9][0-9]|[1-9][0-9][0-9]|1000) ;;
+  *) echo "ENDORSE_BATCH_INTERVAL_MAX_MS must be a number from 0 to 1000, not '$interval_max_ms'" >&2; exit 2 ;; esac
 if [ "$n" = 4 ]; then
   cp "$root/genesis/four-orgs.toml" "$run/spec.toml"
   if [ -n "$max_tx" ]; then
@@ -89,6 +94,9 @@ for line in "${nodes[@]}"; do
     --out "$run/$org.toml" >/dev/null
   if [ -n "$interval_ms" ]; then
     sed -i "/^\[p2p\]$/a endorse_batch_interval_ms = $interval_ms" "$run/$org.toml"
+  fi
+  if [ -n "$interval_max_ms" ]; then
+    sed -i "/^\[p2p\]$/a endorse_batch_interval_max_ms = $interval_max_ms" "$run/$org.toml"
   fi
   "$bin" run --config "$run/$org.toml" >"$run/$org.out" 2>"$run/$org.log" &
   echo "$! $id $api" >>"$run/pids"

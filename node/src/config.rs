@@ -192,6 +192,11 @@ pub struct P2pSection {
     /// (0 to 1000; 0: no pacing). A request that would leave sooner waits and takes along the
     /// proposals that arrive meanwhile. Default 20.
     pub endorse_batch_interval_ms: u64,
+    /// Most time between two endorse requests to one peer under steady load, in ms (0 to
+    /// 1000): the interval grows from `endorse_batch_interval_ms` toward it while the peer
+    /// answers slowly (16 round trips). At or below `endorse_batch_interval_ms` the interval
+    /// is fixed. Default 100.
+    pub endorse_batch_interval_max_ms: u64,
     /// Message sizes, queues and timeouts.
     pub limits: sphr_p2p::P2pLimits,
 }
@@ -203,6 +208,8 @@ impl Default for P2pSection {
             fault_injection: false,
             endorse_batch_interval_ms: crate::p2p::DEFAULT_ENDORSE_BATCH_INTERVAL.as_millis()
                 as u64,
+            endorse_batch_interval_max_ms: crate::p2p::DEFAULT_ENDORSE_BATCH_INTERVAL_MAX
+                .as_millis() as u64,
             limits: sphr_p2p::P2pLimits::default(),
         }
     }
@@ -405,14 +412,19 @@ impl NodeConfig {
         if self.orderer.queue_capacity == 0 || self.orderer.queue_capacity > 1_000_000 {
             return bad("orderer.queue_capacity", "must be 1 to 1000000".into());
         }
-        if self.p2p.endorse_batch_interval_ms > 1000 {
-            return bad(
+        for (key, ms) in [
+            (
                 "p2p.endorse_batch_interval_ms",
-                format!(
-                    "must be 0 to 1000, not {}",
-                    self.p2p.endorse_batch_interval_ms
-                ),
-            );
+                self.p2p.endorse_batch_interval_ms,
+            ),
+            (
+                "p2p.endorse_batch_interval_max_ms",
+                self.p2p.endorse_batch_interval_max_ms,
+            ),
+        ] {
+            if ms > 1000 {
+                return bad(key, format!("must be 0 to 1000, not {ms}"));
+            }
         }
         if let Some(l) = &self.p2p.listen
             && l.rsplit_once(':')
@@ -535,6 +547,10 @@ mod tests {
         check(
             &|c| c.p2p.endorse_batch_interval_ms = 1001,
             "p2p.endorse_batch_interval_ms",
+        );
+        check(
+            &|c| c.p2p.endorse_batch_interval_max_ms = 5000,
+            "p2p.endorse_batch_interval_max_ms",
         );
         check(
             &|c| c.node.shutdown_timeout_ms = 0,

@@ -15,21 +15,30 @@
 //! A gateway's endorse requests to one peer go through that peer's batcher (see
 //! [`Peers::endorse_at`]): at most [`ENDORSE_BATCHES_IN_FLIGHT`] requests are outstanding per
 //! peer, and the proposals that arrive meanwhile leave together in the next one. Requests to
-//! a peer are also paced: one that would leave less than the batch interval
-//! (`[p2p] endorse_batch_interval_ms`, default 20 ms) after the previous waits until that
-//! interval has passed, gathering the proposals that arrive meanwhile. Under light load
-//! (proposals to a peer further apart than the interval) every request carries one proposal
-//! and waits for nothing; under steady load each peer gets at most one request per interval
-//! (plus what the in-flight limit lets through), so one libp2p stream, one blocking task, one
-//! signature and one answer serve several proposals (up to [`MAX_ENDORSE_BATCH`]), and
-//! proposals queue (bounded: [`ENDORSE_QUEUE_PER_PEER`]) instead of failing for want of
-//! streams. A request costs about 200 us of CPU across both nodes (stream negotiation,
-//! timers, wake-ups); pacing trades at most one interval of latency for that.
+//! a peer are also paced: one that would leave less than the batch interval after the
+//! previous waits until that interval has passed, gathering the proposals that arrive
+//! meanwhile. Under light load (proposals to a peer further apart than the interval) every
+//! request carries one proposal and waits for nothing; under steady load each peer gets at
+//! most one request per interval (plus what the in-flight limit lets through), so one libp2p
+//! stream, one blocking task, one signature and one answer serve several proposals (up to
+//! [`MAX_ENDORSE_BATCH`]), and proposals queue (bounded: [`ENDORSE_QUEUE_PER_PEER`]) instead
+//! of failing for want of streams.
+//!
+//! The interval follows how fast the peer answers: [`PACING_RTT_FACTOR`] times the smoothed
+//! round trip of the batcher's requests, never below `[p2p] endorse_batch_interval_ms`
+//! (default 20 ms) nor above `[p2p] endorse_batch_interval_max_ms` (default 100 ms). A peer
+//! with CPU to spare answers in a millisecond or two and gets requests every 20 ms; a busy one
+//! answers in 6 ms or more and gets one request every 100 ms carrying five times as many
+//! proposals. A request costs about 600 us of CPU across both nodes (stream negotiation,
+//! timers, wake-ups, the batch signature and its checks at every committer), so on a
+//! saturated machine fewer, larger requests leave more CPU for transactions, and the wait
+//! they add is small next to the queueing they remove.
 //!
 //! Every decode is size-limited; anything malformed, from the wrong sender or of the wrong kind
 //! is dropped and counted in `sphr_p2p_node_dropped_total{reason}`; nothing panics.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -65,8 +74,78 @@ pub const MAX_ENDORSE_BATCH: usize = 64;
 /// and leave together in the next request.
 pub const ENDORSE_BATCHES_IN_FLIGHT: usize = 4;
 
-/// Default pacing of endorse requests to one peer (`[p2p] endorse_batch_interval_ms`).
+/// Default least interval between endorse requests to one peer
+/// (`[p2p] endorse_batch_interval_ms`).
 pub const DEFAULT_ENDORSE_BATCH_INTERVAL: Duration = Duration::from_millis(20);
+
+/// Default most interval between endorse requests to one peer
+/// (`[p2p] endorse_batch_interval_max_ms`).
+pub const DEFAULT_ENDORSE_BATCH_INTERVAL_MAX: Duration = Duration::from_millis(100);
+
+/// The pacing interval is this many smoothed round trips of the batcher's requests (within
+/// [`Pacing`]'s bounds).
+pub const PACING_RTT_FACTOR: u32 = 16;
+
+/// Bounds of the interval between endorse requests to one peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pacing {
+    /// Least interval (zero: no pacing at all).
+    pub min: Duration,
+    /// Most interval; below `min` it counts as `min` (a fixed interval).
+    pub max: Duration,
+}
+
+impl Default for Pacing {
+    fn default() -> Self {
+        Pacing {
+            min: DEFAULT_ENDORSE_BATCH_INTERVAL,
+            max: DEFAULT_ENDORSE_BATCH_INTERVAL_MAX,
+        }
+    }
+}
+
+/// One batcher's pacing: the bounds and the smoothed round trip of its requests.
+#[derive(Debug)]
+struct Pacer {
+    pacing: Pacing,
+    /// Smoothed round trip in microseconds; zero before the first answer.
+    rtt_us: AtomicU64,
+}
+
+impl Pacer {
+    fn new(pacing: Pacing) -> Pacer {
+        Pacer {
+            pacing,
+            rtt_us: AtomicU64::new(0),
+        }
+    }
+
+    /// The interval for the next request: [`PACING_RTT_FACTOR`] round trips, within bounds.
+    fn interval(&self) -> Duration {
+        let Pacing { min, max } = self.pacing;
+        if min.is_zero() {
+            return Duration::ZERO;
+        }
+        let rtt = Duration::from_micros(self.rtt_us.load(Ordering::Relaxed));
+        rtt.saturating_mul(PACING_RTT_FACTOR)
+            .clamp(min, max.max(min))
+    }
+
+    /// Folds one request's round trip into the average (a quarter of the weight to the new
+    /// sample, so a few slow answers move it and one does not).
+    fn observe(&self, rtt: Duration) {
+        let sample = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX);
+        let _ = self
+            .rtt_us
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+                Some(if old == 0 {
+                    sample
+                } else {
+                    old - old / 4 + sample / 4
+                })
+            });
+    }
+}
 
 /// Proposals waiting for a place in a request to one peer; past it endorsement at that peer
 /// fails at once (the gateway answers 503).
@@ -140,8 +219,8 @@ pub struct Peers {
     batchers: Arc<Mutex<HashMap<[u8; 32], mpsc::Sender<EndorseJob>>>>,
     /// Endorse requests and the proposals they carried.
     batch_counters: BatchCounters,
-    /// Least time between two endorse requests to one peer (zero: no pacing).
-    batch_interval: Duration,
+    /// Bounds of the interval between two endorse requests to one peer.
+    pacing: Pacing,
 }
 
 /// Counts of endorse requests sent and of the proposals they carried.
@@ -155,12 +234,12 @@ pub struct BatchCounters {
 
 impl Peers {
     /// Wraps a started p2p layer; `batch_counters` count the endorse requests sent, and
-    /// `batch_interval` paces them (see the module documentation; zero turns pacing off).
+    /// `pacing` spaces them (see the module documentation; a zero `min` turns pacing off).
     pub fn new(
         handle: P2pHandle,
         genesis: Arc<GenesisConfig>,
         batch_counters: BatchCounters,
-        batch_interval: Duration,
+        pacing: Pacing,
     ) -> Peers {
         let raft_keys = genesis
             .consenters()
@@ -174,7 +253,7 @@ impl Peers {
             my_key,
             batchers: Arc::new(Mutex::new(HashMap::new())),
             batch_counters,
-            batch_interval,
+            pacing,
         }
     }
 
@@ -183,9 +262,10 @@ impl Peers {
         &self.handle
     }
 
-    /// The least time between two endorse requests to one peer under steady load.
+    /// The least time between two endorse requests to one peer under steady load (also the
+    /// interval of the gateway's own endorsement batches).
     pub fn batch_interval(&self) -> Duration {
-        self.batch_interval
+        self.pacing.min
     }
 
     /// How many genesis peers are connected.
@@ -330,7 +410,7 @@ impl Peers {
             rx,
             budget,
             limits.timeout(Kind::Endorse),
-            self.batch_interval,
+            Arc::new(Pacer::new(self.pacing)),
             self.batch_counters.clone(),
         ));
         map.insert(to, tx.clone());
@@ -396,7 +476,8 @@ impl Peers {
 }
 
 /// Sends proposals queued for `to` in batched requests, at most [`ENDORSE_BATCHES_IN_FLIGHT`]
-/// at a time and, under steady load, at most one per `interval`; each request takes whatever
+/// at a time and, under steady load, at most one per `pacer`'s interval, which follows the
+/// round trip of the requests it times; each request takes whatever
 /// waits, up to [`MAX_ENDORSE_BATCH`] proposals and `budget` bytes of them. Ends when every
 /// sender is gone.
 async fn run_batcher(
@@ -405,7 +486,7 @@ async fn run_batcher(
     mut rx: mpsc::Receiver<EndorseJob>,
     budget: usize,
     timeout: Duration,
-    interval: Duration,
+    pacer: Arc<Pacer>,
     counters: BatchCounters,
 ) {
     let slots = Arc::new(Semaphore::new(ENDORSE_BATCHES_IN_FLIGHT));
@@ -423,7 +504,7 @@ async fn run_batcher(
             },
         };
         let mut batch = Batch::new(first, budget);
-        carried = gather(&mut batch, &mut rx, last_sent, interval).await;
+        carried = gather(&mut batch, &mut rx, last_sent, pacer.interval()).await;
         last_sent = Some(tokio::time::Instant::now());
         let mut jobs = batch.jobs;
         // Callers that gave up (timed out) need no endorsement.
@@ -434,6 +515,7 @@ async fn run_batcher(
         counters.requests.inc();
         counters.proposals.inc_by(jobs.len() as u64);
         let handle = handle.clone();
+        let pacer = pacer.clone();
         tokio::spawn(async move {
             let _slot = slot;
             let min_height = jobs.iter().map(|j| j.min_height).max().unwrap_or(0);
@@ -443,7 +525,10 @@ async fn run_batcher(
                 proposals,
                 min_height,
             };
-            match send_endorse_request(&handle, to, &req, timeout).await {
+            let sent = tokio::time::Instant::now();
+            let answer = send_endorse_request(&handle, to, &req, timeout).await;
+            pacer.observe(sent.elapsed());
+            match answer {
                 Ok(results) => {
                     for (result, reply) in results.into_iter().zip(replies) {
                         let _ = reply.send(Ok(result));
@@ -866,6 +951,57 @@ mod tests {
             Some(recent + interval)
         );
         assert_eq!(pace_until(Some(now), interval, now), Some(now + interval));
+    }
+
+    #[test]
+    fn the_interval_follows_the_round_trip_within_its_bounds() {
+        let ms = Duration::from_millis;
+        let pacer = Pacer::new(Pacing {
+            min: ms(20),
+            max: ms(100),
+        });
+        // Before any answer, and while the peer answers fast: the least interval.
+        assert_eq!(pacer.interval(), ms(20));
+        pacer.observe(Duration::from_micros(800));
+        assert_eq!(pacer.interval(), ms(20));
+        // A slower peer: 16 round trips.
+        let pacer = Pacer::new(Pacing {
+            min: ms(20),
+            max: ms(100),
+        });
+        pacer.observe(ms(3));
+        assert_eq!(pacer.interval(), ms(48));
+        // A quarter of the weight goes to each new answer: 3 ms then 7 ms average to 4 ms.
+        pacer.observe(ms(7));
+        assert_eq!(pacer.interval(), ms(64));
+        // A busy peer (or one that times out): never past the most.
+        pacer.observe(Duration::from_secs(10));
+        assert_eq!(pacer.interval(), ms(100));
+        // Fast answers bring it back down.
+        for _ in 0..64 {
+            pacer.observe(Duration::from_micros(500));
+        }
+        assert_eq!(pacer.interval(), ms(20));
+    }
+
+    #[test]
+    fn pacing_off_or_fixed_ignores_the_round_trip() {
+        let ms = Duration::from_millis;
+        let off = Pacer::new(Pacing {
+            min: Duration::ZERO,
+            max: ms(100),
+        });
+        off.observe(ms(50));
+        assert_eq!(off.interval(), Duration::ZERO);
+        // A most at or below the least fixes the interval at the least.
+        let fixed = Pacer::new(Pacing {
+            min: ms(200),
+            max: ms(100),
+        });
+        fixed.observe(ms(50));
+        assert_eq!(fixed.interval(), ms(200));
+        fixed.observe(Duration::from_micros(10));
+        assert_eq!(fixed.interval(), ms(200));
     }
 
     #[test]

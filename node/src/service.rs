@@ -621,7 +621,10 @@ async fn start_p2p(
                 requests: metrics.p2p_endorse_requests_total.clone(),
                 proposals: metrics.p2p_endorse_proposals_sent_total.clone(),
             },
-            Duration::from_millis(cfg.p2p.endorse_batch_interval_ms),
+            crate::p2p::Pacing {
+                min: Duration::from_millis(cfg.p2p.endorse_batch_interval_ms),
+                max: Duration::from_millis(cfg.p2p.endorse_batch_interval_max_ms),
+            },
         ),
         inbound,
     ))
