@@ -23,6 +23,8 @@
 //! The cached state (`hard_state`, indexes, ...) is read back and checked on
 //! [`SledRaftStorage::open`].
 
+use std::collections::VecDeque;
+
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, RaftState, Storage};
 use sled::transaction::{TransactionError, Transactional};
@@ -144,6 +146,60 @@ pub struct SledRaftStorage {
     /// Index and term of the last discarded entry (0, 0 for a log never compacted).
     truncated: (u64, u64),
     last_index: u64,
+    /// Terms of the newest entries (raft-rs asks for terms at every Ready).
+    recent: RecentTerms,
+}
+
+/// Most entry terms [`RecentTerms`] holds.
+const RECENT_TERMS: usize = 4096;
+
+/// The terms of the newest log entries, up to the last one, so that raft-rs's `term` lookups
+/// (several per Ready) do not read whole entries (blocks) back from sled. Holds at most
+/// [`RECENT_TERMS`]; older indices are read from the log.
+#[derive(Debug)]
+struct RecentTerms {
+    /// Index of the first term held (the last index + 1 when none is).
+    start: u64,
+    terms: VecDeque<u64>,
+}
+
+impl RecentTerms {
+    /// Nothing held; the log ends at `last`.
+    fn after(last: u64) -> RecentTerms {
+        RecentTerms {
+            start: last.saturating_add(1),
+            terms: VecDeque::new(),
+        }
+    }
+
+    fn get(&self, index: u64) -> Option<u64> {
+        let offset = usize::try_from(index.checked_sub(self.start)?).ok()?;
+        self.terms.get(offset).copied()
+    }
+
+    /// The entries from `first` on are now those of `terms` (written to the log).
+    fn replace_from(&mut self, first: u64, terms: impl Iterator<Item = u64>) {
+        let held_end = self.start.saturating_add(self.terms.len() as u64);
+        if first < self.start || first > held_end {
+            *self = RecentTerms::after(first.saturating_sub(1));
+        } else {
+            self.terms
+                .truncate(usize::try_from(first - self.start).unwrap_or(usize::MAX));
+        }
+        self.terms.extend(terms);
+        while self.terms.len() > RECENT_TERMS {
+            self.terms.pop_front();
+            self.start += 1;
+        }
+    }
+
+    /// The entries before `index` were discarded.
+    fn discard_before(&mut self, index: u64) {
+        while self.start < index && self.terms.pop_front().is_some() {
+            self.start += 1;
+        }
+        self.start = self.start.max(index);
+    }
 }
 
 fn log_key(index: u64) -> [u8; 8] {
@@ -263,6 +319,7 @@ impl SledRaftStorage {
             snapshot_meta,
             truncated,
             last_index,
+            recent: RecentTerms::after(last_index),
         })
     }
 
@@ -342,6 +399,10 @@ impl SledRaftStorage {
             return Ok(());
         }
         self.write(log_ops, meta_ops)?;
+        if let Some(first) = entries.first() {
+            self.recent
+                .replace_from(first.index, entries.iter().map(|e| e.term));
+        }
         self.last_index = new_last;
         if let Some(hs) = hard_state {
             self.hard_state = hs.clone();
@@ -420,6 +481,7 @@ impl SledRaftStorage {
         self.snapshot_meta = meta.clone();
         self.truncated = (meta.index, meta.term);
         self.last_index = meta.index;
+        self.recent = RecentTerms::after(meta.index);
         self.hard_state = hs;
         self.conf_state = cs;
         Ok(())
@@ -473,6 +535,7 @@ impl SledRaftStorage {
         truncated.extend_from_slice(&term.to_be_bytes());
         self.write(log_ops, vec![(KEY_TRUNCATED, IVec::from(truncated))])?;
         self.truncated = (new_truncated, term);
+        self.recent.discard_before(compact_index);
         Ok(())
     }
 
@@ -523,6 +586,9 @@ impl SledRaftStorage {
     fn term_of(&self, idx: u64) -> Result<u64, StoreError> {
         if idx == self.truncated.0 {
             return Ok(self.truncated.1);
+        }
+        if let Some(term) = self.recent.get(idx) {
+            return Ok(term);
         }
         match self.log.get(log_key(idx))? {
             Some(v) => read_u64(&v, "raft entry"),
@@ -803,6 +869,59 @@ mod tests {
             SledRaftStorage::open(log, meta),
             Err(StoreError::Corrupt(_))
         ));
+    }
+
+    #[test]
+    fn terms_held_in_memory_agree_with_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let mut s = open(&db);
+        s.append(&(1..=10).map(|i| entry(i, 1)).collect::<Vec<_>>())
+            .unwrap();
+        // A new leader's entries replace a conflicting tail (8..=10) and go on to 12.
+        s.append(&(8..=12).map(|i| entry(i, 2)).collect::<Vec<_>>())
+            .unwrap();
+        // A shorter conflicting tail: 11 and 12 are gone.
+        s.append(&[entry(10, 3)]).unwrap();
+        let want = |i: u64| match i {
+            1..=7 => 1,
+            8 | 9 => 2,
+            _ => 3,
+        };
+        for i in 1..=10 {
+            assert_eq!(s.term(i).unwrap(), want(i), "entry {i}");
+        }
+        assert!(s.term(11).is_err());
+        s.compact(5).unwrap();
+        assert_eq!(s.term(4).unwrap(), 1);
+        assert!(s.term(3).is_err());
+        assert_eq!(s.term(5).unwrap(), 1);
+        // What the log holds (read back after reopening, nothing in memory) is the same.
+        drop(s);
+        let s = open(&db);
+        for i in 4..=10 {
+            assert_eq!(s.term(i).unwrap(), want(i), "entry {i} after reopen");
+        }
+    }
+
+    #[test]
+    fn recent_terms_keep_to_their_bound_and_follow_the_log() {
+        let mut r = RecentTerms::after(0);
+        assert_eq!(r.get(1), None);
+        let n = RECENT_TERMS as u64 + 100;
+        r.replace_from(1, (1..=n).map(|i| i / 1000));
+        assert_eq!(r.terms.len(), RECENT_TERMS);
+        assert_eq!(r.get(100), None, "evicted: read from the log");
+        assert_eq!(r.get(n), Some(n / 1000));
+        assert_eq!(r.get(n + 1), None);
+        // Compaction past the held range leaves nothing, and later appends continue.
+        r.discard_before(n + 1);
+        assert_eq!(r.get(n), None);
+        r.replace_from(n + 1, [9].into_iter());
+        assert_eq!(r.get(n + 1), Some(9));
+        // Entries that do not follow what is held (a snapshot moved the log) start afresh.
+        r.replace_from(n + 50, [11].into_iter());
+        assert_eq!((r.get(n + 1), r.get(n + 50)), (None, Some(11)));
     }
 
     #[test]
