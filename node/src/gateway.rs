@@ -29,7 +29,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
 use crate::api::model::CommitEvent;
-use crate::endorser::{EndorseError, Endorsed, Endorser, StateSource, Unsigned};
+use crate::endorser::{EndorseError, Endorser, StateSource};
 use crate::metrics::Metrics;
 
 /// Why a submission or query failed. Each variant maps to one HTTP status.
@@ -310,16 +310,15 @@ impl Gateway {
         }
     }
 
-    /// This node's endorsement of `unsigned`: from the paced local signer when other orgs
+    /// This node's endorsement of `payload`: from the paced local signer when other orgs
     /// must endorse too (and so the wait hides behind theirs), signed at once otherwise.
-    async fn sign_local(&self, unsigned: Unsigned, batched: bool) -> Endorsed {
+    async fn sign_local(&self, payload: &[u8], batched: bool) -> sphr_types::Endorsement {
         let interval = self
             .peers
             .as_ref()
             .map_or(Duration::ZERO, |p| p.batch_interval());
         if !batched || interval.is_zero() {
-            let e = self.endorser.sign_alone(&unsigned.payload_bytes);
-            return unsigned.signed(e);
+            return self.endorser.sign_alone(payload);
         }
         let queue = self.local_signer.get_or_init(|| {
             let (tx, rx) = mpsc::channel(LOCAL_SIGN_QUEUE);
@@ -328,7 +327,7 @@ impl Gateway {
         });
         let (reply, answer) = oneshot::channel();
         let job = SignJob {
-            payload: unsigned.payload_bytes.clone(),
+            payload: payload.to_vec(),
             reply,
         };
         // A full queue (or a signer gone with the runtime) signs alone: never fails, never
@@ -336,10 +335,9 @@ impl Gateway {
         if queue.try_send(job).is_ok()
             && let Ok(e) = answer.await
         {
-            return unsigned.signed(e);
+            return e;
         }
-        let e = self.endorser.sign_alone(&unsigned.payload_bytes);
-        unsigned.signed(e)
+        self.endorser.sign_alone(payload)
     }
 
     /// Refuses new submissions and broadcasts from now on (503 `stopping`) and ends the
@@ -409,18 +407,18 @@ impl Gateway {
             self.endorser.observe(&contract, started, unsigned.is_ok());
             let unsigned = unsigned?;
             let local_only = policy.is_satisfied(&orgs, [self.local_org.as_str()]);
-            let payload = unsigned.payload_bytes.clone();
+            let payload = &unsigned.payload_bytes;
             // This node's signature and the other orgs' endorsements at the same time.
-            let (endorsed, remote) = tokio::join!(
-                self.sign_local(unsigned, !local_only),
-                self.collect_endorsements(&policy, &orgs, &sp, &payload, height)
+            let (local, remote) = tokio::join!(
+                self.sign_local(payload, !local_only),
+                self.collect_endorsements(&policy, &orgs, &sp, payload, height)
             );
             match remote {
                 Ok(remote) => {
                     let mut all = Vec::with_capacity(remote.len() + 1);
-                    all.push(endorsed.endorsement.clone());
+                    all.push(local.clone());
                     all.extend(remote);
-                    break (endorsed, all);
+                    break (unsigned.signed(local), all);
                 }
                 Err(GatewayError::EndorsementMismatch { .. }) if attempt < MAX_ENDORSE_ATTEMPTS => {
                     tokio::time::sleep(Duration::from_millis(20 * attempt)).await;
