@@ -95,15 +95,6 @@ pub struct Pacing {
     pub max: Duration,
 }
 
-impl Default for Pacing {
-    fn default() -> Self {
-        Pacing {
-            min: DEFAULT_ENDORSE_BATCH_INTERVAL,
-            max: DEFAULT_ENDORSE_BATCH_INTERVAL_MAX,
-        }
-    }
-}
-
 /// One batcher's pacing: the bounds and the smoothed round trip of its requests.
 #[derive(Debug)]
 struct Pacer {
