@@ -270,13 +270,7 @@ impl Ledger {
         let path = path.as_ref().to_path_buf();
         let config = GenesisConfig::from_block(genesis)?;
         let network_id = genesis.hash();
-        let db = sled::Config::new()
-            .path(&path)
-            .open()
-            .map_err(|source| LedgerError::Open {
-                path: path.clone(),
-                source,
-            })?;
+        let db = open_db(&path)?;
         let blocks = db.open_tree(TREE_BLOCKS)?;
         let state = db.open_tree(TREE_STATE)?;
         let txindex = db.open_tree(TREE_TXINDEX)?;
@@ -814,6 +808,37 @@ impl TxIndexReader for Ledger {
     fn contains_tx(&self, tx_id: &Hash32) -> Result<bool, LedgerError> {
         Ok(self.txindex.contains_key(tx_id.as_bytes())?)
     }
+}
+
+/// How long [`Ledger::open`] waits for sled's lock on the database file. A ledger dropped a
+/// moment ago in this process releases it within milliseconds, once sled's background threads
+/// let go of the file; another process holding it is an error after this wait.
+const LOCK_WAIT: Duration = Duration::from_secs(2);
+
+/// Opens the sled database at `path`, retrying while its lock is held (see [`LOCK_WAIT`]).
+fn open_db(path: &Path) -> Result<sled::Db, LedgerError> {
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(5);
+    loop {
+        match sled::Config::new().path(path).open() {
+            Ok(db) => return Ok(db),
+            Err(e) if is_lock_error(&e) && started.elapsed() < LOCK_WAIT => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(200));
+            }
+            Err(source) => {
+                return Err(LedgerError::Open {
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
+        }
+    }
+}
+
+/// Whether sled refused to open because another handle holds the database file's lock.
+fn is_lock_error(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io) if io.to_string().contains("could not acquire lock"))
 }
 
 /// Writes block 0 and the metadata of a new ledger.

@@ -36,6 +36,25 @@ fn a_block_0_that_is_not_genesis_is_refused() {
 }
 
 #[test]
+fn a_ledger_in_use_is_refused_after_a_short_wait_naming_the_path() {
+    let net = TestNetwork::new(1, "ANY");
+    let dir = tempfile::tempdir().unwrap();
+    let held = net.open_ledger(dir.path());
+    let started = std::time::Instant::now();
+    let err = Ledger::open(dir.path(), &net.genesis_block).unwrap_err();
+    let waited = started.elapsed();
+    assert!(matches!(err, LedgerError::Open { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains(&dir.path().display().to_string()), "{msg}");
+    assert!(msg.contains("lock"), "{msg}");
+    // It waited for the lock (2 s) rather than failing at once, and then gave up.
+    assert!(waited >= std::time::Duration::from_secs(2), "{waited:?}");
+    drop(held);
+    // Released: the next open succeeds (waiting, if need be, for sled's threads to let go).
+    assert_eq!(net.open_ledger(dir.path()).height(), 0);
+}
+
+#[test]
 fn drop_without_close_then_reopen_is_consistent() {
     let net = TestNetwork::new(4, "ALL");
     let dir = tempfile::tempdir().unwrap();
