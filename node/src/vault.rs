@@ -112,10 +112,6 @@ pub fn vault_config(hospital: &str) -> VaultConfig {
     }
 }
 
-fn is_lock_error(e: &sled::Error) -> bool {
-    matches!(e, sled::Error::Io(io) if io.to_string().contains("could not acquire lock"))
-}
-
 /// The vault database, open: holds its lock until dropped.
 pub struct VaultDb {
     vault: Vault,
@@ -150,7 +146,7 @@ impl VaultDb {
                 .open();
             match opened {
                 Ok(db) => break db,
-                Err(e) if is_lock_error(&e) => {
+                Err(e) if sphr_ledger::is_lock_error(&e) => {
                     let waited = started.elapsed();
                     if waited >= wait {
                         return Err(NodeVaultError::Locked {

@@ -836,8 +836,9 @@ fn open_db(path: &Path) -> Result<sled::Db, LedgerError> {
     }
 }
 
-/// Whether sled refused to open because another handle holds the database file's lock.
-fn is_lock_error(e: &sled::Error) -> bool {
+/// Whether sled refused to open because another handle holds the database file's lock (the
+/// node's vault database uses it too).
+pub fn is_lock_error(e: &sled::Error) -> bool {
     matches!(e, sled::Error::Io(io) if io.to_string().contains("could not acquire lock"))
 }
 

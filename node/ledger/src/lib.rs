@@ -50,7 +50,7 @@ pub mod validate;
 pub use codec::{CodecError, TxLocation};
 pub use ledger::{
     CommitOutcome, CommittedBlock, Ledger, LedgerError, SkipReason, genesis_state_hash,
-    state_hash_after,
+    is_lock_error, state_hash_after,
 };
 pub use store::{MAX_RANGE_ENTRIES, StateEntry, StateReader, TxIndexReader};
 pub use validate::{TxOutcome, Validator};

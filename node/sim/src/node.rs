@@ -44,7 +44,7 @@ use serde_bytes::ByteBuf;
 use sphr_crypto::hash::Hash32;
 use sphr_crypto::keys::SecretKey;
 use sphr_ledger::test_utils::TEST_TIME_MS;
-use sphr_ledger::{CommitOutcome, Ledger, LedgerError};
+use sphr_ledger::{CommitOutcome, Ledger};
 use sphr_orderer::cutter::Batch as CutBatch;
 use sphr_orderer::{BlockCutter, CutterLimits, SledRaftStorage, raft_logger};
 use sphr_types::{Batch, Block, BlockRecord, NodeRef, SignedBatch};
@@ -69,10 +69,6 @@ const REFUSED_FROM_PEERS: [MessageType; 4] = [
     MessageType::MsgTimeoutNow,
     MessageType::MsgReadIndex,
 ];
-
-/// How long to wait for sled to release a just-closed database's file lock (real time; the
-/// lock is released by a background flusher, this does not affect the simulated run).
-const REOPEN_WAIT: Duration = Duration::from_secs(10);
 
 /// Why a node stopped during an operation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -252,18 +248,9 @@ fn guard<T>(f: impl FnOnce() -> Result<T, Stop>) -> Result<T, Stop> {
     }
 }
 
-/// Opens the ledger, waiting for sled to release the lock of a just-dropped instance.
+/// Opens the ledger (which waits for sled to release the lock of a just-dropped instance).
 fn open_ledger(dir: &Path, genesis: &Block) -> Result<Ledger, Stop> {
-    let started = Instant::now();
-    loop {
-        match Ledger::open(dir, genesis) {
-            Ok(l) => return Ok(l),
-            Err(LedgerError::Open { .. }) if started.elapsed() < REOPEN_WAIT => {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            Err(e) => return Err(Stop::Fatal(format!("open ledger: {e}"))),
-        }
-    }
+    Ledger::open(dir, genesis).map_err(|e| Stop::Fatal(format!("open ledger: {e}")))
 }
 
 /// The node's `LedgerApplier::restore_snapshot`: brings the ledger to the snapshot's
