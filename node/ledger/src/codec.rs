@@ -2,7 +2,10 @@
 //!
 //! ```text
 //!  tree      key                              value
-//!  blocks    number (u64 BE, 8)               BlockRecord (CBOR)
+//!  blocks    number (u64 BE, 8)               location of the BlockRecord (CBOR) in a segment
+//!                                             file (25: 0xFF segment offset len crc; see
+//!                                             sphr_segments), or the record itself (genesis,
+//!                                             and blocks written under layout version 1)
 //!  state     contract 0x00 key                version (block u64 BE, tx u32 BE: 12) ++ value
 //!  txindex   tx id (32)                       block u64 BE (8) ++ position u32 BE (4) ++ code (1)
 //!  meta      "schema"                         u32 BE
@@ -20,8 +23,9 @@
 use sphr_crypto::hash::Hash32;
 use sphr_types::{BlockHeader, ValidationCode, Version};
 
-/// The on-disk layout version written in `meta/schema`.
-pub const SCHEMA_VERSION: u32 = 1;
+/// The on-disk layout version written in `meta/schema`. Version 2: block records in segment
+/// files (version 1 kept them in the `blocks` tree; a version 1 ledger opens and is upgraded).
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// `meta` key of the layout version.
 pub const META_SCHEMA: &[u8] = b"schema";

@@ -3,6 +3,13 @@
 //! Every change is one sled transaction over the trees it touches, followed by a flush, so a
 //! node killed at any moment reopens on the last block it reported committed, with the state,
 //! index, tip and applied Raft index of exactly that block.
+//!
+//! Block records themselves (100 to 250 KB under load) are appended to segment files in the
+//! `block-segments` directory inside the database directory ([`sphr_segments`]), synced, and
+//! only then is their 25-byte location written in the `blocks` tree with the rest of the
+//! block's transaction. A crash between the two leaves bytes nobody points to; a location on
+//! disk always points to synced bytes. Ledgers of layout version 1 kept records inline in the
+//! tree; those are still read as they are, and blocks committed after go to the files.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
@@ -10,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 use sphr_crypto::hash::Hash32;
+use sphr_segments::{DEFAULT_SEGMENT_BYTES, Location, SegmentError, SegmentStore};
 use sphr_types::{
     Batch, Block, BlockData, BlockHeader, BlockRecord, GenesisConfig, GenesisError, NodeRef,
     SignedBatch, TxError, Version,
@@ -36,6 +44,13 @@ pub const TREE_TXINDEX: &str = "txindex";
 pub const TREE_META: &str = "meta";
 /// Tree of world-state hashes, by block number (see [`state_hash_after`]).
 pub const TREE_STATE_HASHES: &str = "state_hashes";
+/// Directory (inside the database directory) of the block segment files.
+pub const BLOCK_SEGMENTS_DIR: &str = "block-segments";
+/// Largest block record read back from a segment file (a location saying more is corrupt).
+pub const MAX_BLOCK_RECORD_BYTES: usize = 256 << 20;
+/// Layout versions this build opens: 1 (block records inline in sled) is upgraded in place
+/// to [`SCHEMA_VERSION`] by writing the new version (its records stay readable as they are).
+const UPGRADABLE_SCHEMAS: &[u32] = &[1];
 
 /// Why a ledger operation failed. Each variant says what the caller does next.
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +98,10 @@ pub enum LedgerError {
     /// operator). Nothing half-written is visible: commits are atomic.
     #[error("ledger storage error: {0}")]
     Storage(#[from] sled::Error),
+    /// A block segment file could not be written or read back (I/O, checksum): stop the
+    /// node. As with sled errors, nothing half-written is visible.
+    #[error("ledger block files: {0}")]
+    BlockFiles(#[from] SegmentError),
     /// Bytes read from the database do not decode, or the trees disagree: stop the node.
     #[error("the ledger database is corrupt: {0}")]
     Corrupt(String),
@@ -244,6 +263,8 @@ pub struct Ledger {
     txindex: sled::Tree,
     meta: sled::Tree,
     state_hashes: sled::Tree,
+    /// Block records, addressed from the `blocks` tree.
+    block_files: SegmentStore,
     genesis: GenesisConfig,
     network_id: Hash32,
     head: RwLock<Head>,
@@ -304,14 +325,27 @@ impl Ledger {
             .get(META_SCHEMA)?
             .ok_or_else(|| LedgerError::Corrupt("no layout version".into()))?;
         let schema = codec::decode_u32("layout version", &schema)?;
-        if schema != SCHEMA_VERSION {
+        if UPGRADABLE_SCHEMAS.contains(&schema) {
+            meta.insert(META_SCHEMA, &SCHEMA_VERSION.to_be_bytes()[..])?;
+            meta.flush()?;
+            info!(target: TARGET, path = %path.display(), from = schema, to = SCHEMA_VERSION,
+                  "upgraded the ledger layout (blocks from now on go to segment files)");
+        } else if schema != SCHEMA_VERSION {
             return Err(LedgerError::Schema {
                 path,
                 found: schema,
                 supported: SCHEMA_VERSION,
             });
         }
-        let head = load_head(&blocks, &meta, &state_hashes, &state, network_id)?;
+        let block_files = SegmentStore::open(path.join(BLOCK_SEGMENTS_DIR), DEFAULT_SEGMENT_BYTES)?;
+        let head = load_head(
+            &blocks,
+            &block_files,
+            &meta,
+            &state_hashes,
+            &state,
+            network_id,
+        )?;
         info!(target: TARGET, path = %path.display(), tip = head.tip.number,
               applied_raft_index = head.applied_raft_index, state_hash = %head.state_hash,
               "opened ledger");
@@ -324,6 +358,7 @@ impl Ledger {
             txindex,
             meta,
             state_hashes,
+            block_files,
             genesis: config,
             network_id,
             head: RwLock::new(head),
@@ -437,9 +472,7 @@ impl Ledger {
     pub fn block(&self, number: u64) -> Result<Option<BlockRecord>, LedgerError> {
         match self.blocks.get(codec::encode_u64(number))? {
             None => Ok(None),
-            Some(raw) => BlockRecord::from_bytes(&raw)
-                .map(Some)
-                .map_err(|e| LedgerError::Corrupt(format!("block {number} does not decode: {e}"))),
+            Some(raw) => read_block_value(&self.block_files, number, &raw).map(Some),
         }
     }
 
@@ -684,7 +717,11 @@ impl Ledger {
             }
         }
         let key = codec::encode_u64(number);
-        let record_bytes = record.to_bytes()?;
+        // The record goes to the segment file first and is synced: the location written in
+        // the transaction below must never reach disk before the bytes it points to.
+        let location = self.block_files.append(&record.to_bytes()?)?;
+        self.block_files.sync()?;
+        let location = location.to_bytes();
         let writes = checked.state_writes();
         let index: Vec<([u8; 32], [u8; codec::TX_LOCATION_LEN])> = checked
             .index_entries()
@@ -704,7 +741,7 @@ impl Ledger {
             &self.state_hashes,
         )
             .transaction(|(blocks, state, txindex, meta, state_hashes)| {
-                blocks.insert(&key[..], record_bytes.as_slice())?;
+                blocks.insert(&key[..], &location[..])?;
                 state_hashes.insert(&key[..], &state_hash.0[..])?;
                 for (k, v) in &writes {
                     match v {
@@ -880,6 +917,7 @@ fn init(
 /// state at the tip (logged: nodes upgraded at different heights will show different hashes).
 fn load_head(
     blocks: &sled::Tree,
+    block_files: &SegmentStore,
     meta: &sled::Tree,
     state_hashes: &sled::Tree,
     state: &sled::Tree,
@@ -891,8 +929,7 @@ fn load_head(
         .last()?
         .ok_or_else(|| LedgerError::Corrupt("no blocks stored".into()))?;
     let last = codec::decode_u64("block key", &last_key)?;
-    let record = BlockRecord::from_bytes(&last_raw)
-        .map_err(|e| LedgerError::Corrupt(format!("block {last} does not decode: {e}")))?;
+    let record = read_block_value(block_files, last, &last_raw)?;
     if last != tip.number || record.block.header != *tip {
         return Err(LedgerError::Corrupt(format!(
             "the recorded tip is block {} but the last block stored is {last}",
@@ -940,6 +977,25 @@ fn legacy_state_hash(
         &tip.to_be_bytes(),
         &sphr_crypto::hash::sha256(&digests).0,
     ]))
+}
+
+/// A `blocks` tree value: the location of the record in a segment file, or (genesis, and
+/// ledgers of layout version 1) the record itself.
+fn read_block_value(
+    block_files: &SegmentStore,
+    number: u64,
+    raw: &[u8],
+) -> Result<BlockRecord, LedgerError> {
+    let bytes;
+    let record = if Location::is_location(raw) {
+        let location = Location::from_bytes(raw)?;
+        bytes = block_files.read(&location, MAX_BLOCK_RECORD_BYTES)?;
+        &bytes[..]
+    } else {
+        raw
+    };
+    BlockRecord::from_bytes(record)
+        .map_err(|e| LedgerError::Corrupt(format!("block {number} does not decode: {e}")))
 }
 
 /// Tip and applied index as recorded in `meta`.

@@ -22,8 +22,9 @@
 //!                         contract, endorsers)
 //!                            │ codes (must equal the peer's for append_block)
 //!                            v
+//!  BlockRecord { block, codes, raft_index } appended to a block segment file, synced
 //!  one sled transaction over blocks, state, txindex, meta:
-//!    blocks[n] = BlockRecord { block, codes, raft_index }
+//!    blocks[n] = location of the record (segment, offset, length, CRC-32)
 //!    state[k]  = version (n, position) ++ value      (writes of VALID txs only)
 //!    txindex[id] = (n, position, code)               (txs whose creator signature verified)
 //!    meta: tip header, applied raft index
@@ -49,8 +50,8 @@ pub mod validate;
 
 pub use codec::{CodecError, TxLocation};
 pub use ledger::{
-    CommitOutcome, CommittedBlock, Ledger, LedgerError, SkipReason, genesis_state_hash,
-    is_lock_error, state_hash_after,
+    BLOCK_SEGMENTS_DIR, CommitOutcome, CommittedBlock, Ledger, LedgerError, SkipReason,
+    genesis_state_hash, is_lock_error, state_hash_after,
 };
 pub use store::{MAX_RANGE_ENTRIES, StateEntry, StateReader, TxIndexReader};
 pub use validate::{TxOutcome, Validator};
