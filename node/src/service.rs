@@ -25,8 +25,8 @@ use sphr_crypto::hash::Hash32;
 use sphr_crypto::keys::SecretKey;
 use sphr_ledger::{CommitOutcome, Ledger};
 use sphr_orderer::{
-    Applier, ApplyError, BatchSealer, OrdererConfig, OrdererHandle, RaftMessage, SledRaftStorage,
-    SubmitError, Transport,
+    Applier, ApplyError, BatchSealer, OrdererConfig, OrdererHandle, RAFT_ENTRIES_DIR, RaftMessage,
+    SledRaftStorage, SubmitError, Transport,
 };
 use sphr_p2p::{P2p, P2pConfig, PeerInfo};
 use sphr_types::{Batch, BlockRecord, GenesisConfig, NodeRef, SignedBatch, ValidationCode};
@@ -661,8 +661,8 @@ fn start_orderer(
     let meta = db
         .open_tree("raft_meta")
         .map_err(|e| ServiceError::Orderer(e.to_string()))?;
-    let storage =
-        SledRaftStorage::open(log, meta).map_err(|e| ServiceError::Orderer(e.to_string()))?;
+    let storage = SledRaftStorage::open(log, meta, applier.ledger.path().join(RAFT_ENTRIES_DIR))
+        .map_err(|e| ServiceError::Orderer(e.to_string()))?;
     let sealer = NodeSealer {
         key: key.clone(),
         me: NodeRef {

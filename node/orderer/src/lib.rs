@@ -39,7 +39,7 @@ pub use config::{ConfigError, OrdererConfig};
 pub use cutter::{Batch, BlockCutter, CutterLimits};
 pub use driver::{OrdererHandle, RaftStatus, StartError, SubmitError, start};
 pub use logging::{TracingDrain, raft_logger};
-pub use storage::{SledRaftStorage, StoreError};
+pub use storage::{EntryFiles, RAFT_ENTRIES_DIR, SledRaftStorage, StoreError};
 
 /// raft-rs's message type, re-exported so that the node needs no direct raft dependency.
 pub use raft::eraftpb::Message as RaftMessage;

@@ -1,11 +1,13 @@
-//! [`SledRaftStorage`]: the Raft log, hard state, conf state and snapshot on two sled trees.
+//! [`SledRaftStorage`]: the Raft log, hard state, conf state and snapshot on two sled trees,
+//! with the bodies of big entries (blocks) in append-only segment files.
 //!
 //! The node owns one sled `Db` and hands in two trees (for instance `raft_log` and
-//! `raft_meta`). Layout:
+//! `raft_meta`) and a directory for the segment files. Layout:
 //!
 //! ```text
 //!  raft_log:  index (u64 big-endian) ──> term (u64 big-endian) ++ protobuf(Entry)
-//!  raft_meta: "version"    ──> u64 BE (format version, 1)
+//!                                    or  term (u64 big-endian) ++ location (25 bytes)
+//!  raft_meta: "version"    ──> u64 BE (format version, 2)
 //!             "hard_state" ──> protobuf(HardState)
 //!             "conf_state" ──> protobuf(ConfState)
 //!             "snapshot"   ──> protobuf(Snapshot)       (metadata and the applier's data)
@@ -17,23 +19,64 @@
 //! term of `truncated.index` is kept, as the [`raft::Storage`] contract asks, so a follower
 //! one entry behind the compaction point still matches.
 //!
+//! An entry whose protobuf body is over [`EntryFiles::inline_max`] bytes (4 KiB: every block;
+//! not the empty entries of new leaders) is appended to the current segment file
+//! ([`sphr_segments`]) and the tree keeps its location (segment, offset, length, CRC-32).
+//! sled rewrites a whole leaf (up to 16 values) on each insert, which for 100 to 250 KB blocks
+//! meant 2 to 3 MB per append; a segment writes each body once. The segment is synced before
+//! the sled transaction that stores the location, so no location on disk points to bytes that
+//! are not. Conflicting tails replaced by a new leader leave their bodies behind in the
+//! segments, unreferenced. A segment is deleted once compaction (or a snapshot) has discarded
+//! every entry it held, after that discard is flushed; a reopen deletes the segments no entry
+//! points into. Format version 1 (every entry inline) is read as it is and upgraded by writing
+//! the new version.
+//!
 //! Every write is one sled transaction over both trees, so a crash leaves either the old or
 //! the new state. Writes are not flushed: the driver calls [`SledRaftStorage::flush`] once
 //! per `Ready`, after all of its writes and before sending the messages that announce them.
 //! The cached state (`hard_state`, indexes, ...) is read back and checked on
 //! [`SledRaftStorage::open`].
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
+use std::path::Path;
+use std::sync::{Mutex, PoisonError};
 
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, RaftState, Storage};
 use sled::transaction::{TransactionError, Transactional};
 use sled::{IVec, Tree};
+use sphr_segments::{DEFAULT_SEGMENT_BYTES, Location, SegmentError, SegmentStore};
 
 use crate::codec::{self, CodecError};
 
 /// On-disk format version of the two trees.
-pub const FORMAT_VERSION: u64 = 1;
+pub const FORMAT_VERSION: u64 = 2;
+
+/// The directory name the node gives its entry segment files (inside the database
+/// directory, beside sled's own files).
+pub const RAFT_ENTRIES_DIR: &str = "raft-entries";
+
+/// Older format versions opened and upgraded in place (version 1: every entry inline).
+const UPGRADABLE_VERSIONS: &[u64] = &[1];
+
+/// Where and how entry bodies go to segment files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryFiles {
+    /// Bodies (protobuf `Entry`) longer than this go to a segment file; shorter ones stay in
+    /// the tree.
+    pub inline_max: usize,
+    /// Size at which a segment file is closed and the next started.
+    pub segment_bytes: u64,
+}
+
+impl Default for EntryFiles {
+    fn default() -> Self {
+        EntryFiles {
+            inline_max: 4096,
+            segment_bytes: DEFAULT_SEGMENT_BYTES,
+        }
+    }
+}
 
 /// Largest record this storage decodes from its own trees (an entry is one block; the node's
 /// block limit is far below this). Protects against a corrupt length on disk.
@@ -56,6 +99,9 @@ pub enum StoreError {
     /// sled failed (I/O, corruption detected by sled).
     #[error("sled: {0}")]
     Sled(#[from] sled::Error),
+    /// A segment file of entry bodies could not be written or read back (I/O, checksum).
+    #[error("raft entry files: {0}")]
+    Segments(#[from] SegmentError),
     /// A stored record does not decode.
     #[error("decode: {0}")]
     Codec(#[from] CodecError),
@@ -148,6 +194,13 @@ pub struct SledRaftStorage {
     last_index: u64,
     /// Terms of the newest entries (raft-rs asks for terms at every Ready).
     recent: RecentTerms,
+    /// Bodies of big entries.
+    files: SegmentStore,
+    inline_max: usize,
+    /// For each segment, the highest index whose location was written into it.
+    segment_last: BTreeMap<u64, u64>,
+    /// Segments below this id may go once the discard of their entries is flushed.
+    removable_before: Mutex<Option<u64>>,
 }
 
 /// Most entry terms [`RecentTerms`] holds.
@@ -214,17 +267,31 @@ fn read_u64(bytes: &[u8], what: &str) -> Result<u64, StoreError> {
     Ok(u64::from_be_bytes(arr))
 }
 
-fn encode_log_value(e: &Entry) -> Result<IVec, StoreError> {
-    let body = codec::encode(e, "raft entry")?;
-    let mut v = Vec::with_capacity(8 + body.len());
-    v.extend_from_slice(&e.term.to_be_bytes());
-    v.extend_from_slice(&body);
-    Ok(IVec::from(v))
+/// The location in a log value, if its body is in a segment file.
+fn value_location(v: &[u8]) -> Result<Option<Location>, StoreError> {
+    match v.get(8..) {
+        Some(rest) if Location::is_location(rest) => Ok(Some(Location::from_bytes(rest)?)),
+        _ => Ok(None),
+    }
 }
 
-fn decode_log_value(index: u64, v: &[u8]) -> Result<Entry, StoreError> {
+/// The protobuf body's length of a log value (what raft-rs's size limits count).
+fn body_len(v: &[u8]) -> Result<u64, StoreError> {
+    Ok(match value_location(v)? {
+        Some(loc) => u64::from(loc.len),
+        None => v.len().saturating_sub(8) as u64,
+    })
+}
+
+fn decode_log_value(files: &SegmentStore, index: u64, v: &[u8]) -> Result<Entry, StoreError> {
     let term = read_u64(v, "raft entry")?;
-    let e: Entry = codec::decode(&v[8..], MAX_RECORD_BYTES, "raft entry")?;
+    let e: Entry = match value_location(v)? {
+        Some(loc) => {
+            let body = files.read(&loc, MAX_RECORD_BYTES)?;
+            codec::decode(&body, MAX_RECORD_BYTES, "raft entry")?
+        }
+        None => codec::decode(&v[8..], MAX_RECORD_BYTES, "raft entry")?,
+    };
     if e.index != index || e.term != term {
         return Err(StoreError::Corrupt(format!(
             "entry under key {index} holds index {} term {} (prefix term {term})",
@@ -238,13 +305,27 @@ type LogOps = Vec<([u8; 8], Option<IVec>)>;
 type MetaOps = Vec<(&'static [u8], IVec)>;
 
 impl SledRaftStorage {
+    /// Opens the storage on these trees, with big entry bodies in segment files in
+    /// `entries_dir` ([`EntryFiles::default`]); see [`Self::open_with`].
+    pub fn open(log: Tree, meta: Tree, entries_dir: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with(log, meta, entries_dir, EntryFiles::default())
+    }
+
     /// Opens the storage on these trees (creating the format marker on empty trees), loads
-    /// and checks the stored state.
-    pub fn open(log: Tree, meta: Tree) -> Result<Self, StoreError> {
+    /// and checks the stored state, and deletes the segment files no entry points into.
+    pub fn open_with(
+        log: Tree,
+        meta: Tree,
+        entries_dir: impl AsRef<Path>,
+        options: EntryFiles,
+    ) -> Result<Self, StoreError> {
         match meta.get(KEY_VERSION)? {
             Some(v) => {
                 let found = read_u64(&v, "version")?;
-                if found != FORMAT_VERSION {
+                if UPGRADABLE_VERSIONS.contains(&found) {
+                    meta.insert(KEY_VERSION, &FORMAT_VERSION.to_be_bytes())?;
+                    meta.flush()?;
+                } else if found != FORMAT_VERSION {
                     return Err(StoreError::UnsupportedVersion { found });
                 }
             }
@@ -280,15 +361,28 @@ impl SledRaftStorage {
             None => (0, 0),
         };
 
+        let files = SegmentStore::open(entries_dir, options.segment_bytes)?;
         let last_index = match log.last()? {
             Some((k, v)) => {
                 let index = read_u64(&k, "log key")?;
                 // Read the last entry back fully: checks the key, the prefix and the body.
-                decode_log_value(index, &v)?;
+                decode_log_value(&files, index, &v)?;
                 index
             }
             None => truncated.0,
         };
+        let mut segment_last = BTreeMap::new();
+        for item in log.iter() {
+            let (k, v) = item?;
+            if let Some(loc) = value_location(&v)? {
+                let index = read_u64(&k, "log key")?;
+                let last = segment_last.entry(loc.segment).or_insert(index);
+                *last = (*last).max(index);
+            }
+        }
+        // Segments below the oldest one in use hold only discarded entries (a crash came
+        // between a discard and the deletion, or a conflicting tail was all they held).
+        files.remove_segments_before(segment_last.keys().next().copied().unwrap_or(u64::MAX))?;
         if let Some((k, _)) = log.first()? {
             let first = read_u64(&k, "log key")?;
             if first != truncated.0.saturating_add(1) {
@@ -320,7 +414,52 @@ impl SledRaftStorage {
             truncated,
             last_index,
             recent: RecentTerms::after(last_index),
+            files,
+            inline_max: options.inline_max,
+            segment_last,
+            removable_before: Mutex::new(None),
         })
+    }
+
+    /// The log value of `e`: its body inline, or appended to the current segment (the caller
+    /// syncs the segments before writing the value to sled).
+    fn log_value(&mut self, e: &Entry) -> Result<(IVec, bool), StoreError> {
+        let body = codec::encode(e, "raft entry")?;
+        let mut v = Vec::with_capacity(8 + body.len().min(Location::ENCODED_LEN));
+        v.extend_from_slice(&e.term.to_be_bytes());
+        if body.len() <= self.inline_max {
+            v.extend_from_slice(&body);
+            return Ok((IVec::from(v), false));
+        }
+        let loc = self.files.append(&body)?;
+        let last = self.segment_last.entry(loc.segment).or_insert(e.index);
+        *last = (*last).max(e.index);
+        v.extend_from_slice(&loc.to_bytes());
+        Ok((IVec::from(v), true))
+    }
+
+    /// After a discard of every entry before `first_kept`: the segments that then hold none
+    /// are deleted at the next flush.
+    fn schedule_removal(&mut self, first_kept: u64) {
+        let before = self
+            .segment_last
+            .iter()
+            .find(|(_, last)| **last >= first_kept)
+            .map_or(u64::MAX, |(segment, _)| *segment)
+            // Entries appended before the next flush go to the open segment or later ones.
+            .min(self.files.first_open_id());
+        self.segment_last = self.segment_last.split_off(&before);
+        let mut pending = self
+            .removable_before
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *pending = Some(pending.map_or(before, |p| p.max(before)));
+    }
+
+    /// Segment files of entry bodies currently on disk (oldest first): for tests and
+    /// diagnostics.
+    pub fn entry_segments(&self) -> Vec<u64> {
+        self.files.segments()
     }
 
     /// Whether a ConfState has been stored (by [`Self::bootstrap`] or a snapshot).
@@ -388,8 +527,14 @@ impl SledRaftStorage {
             for i in new_last.saturating_add(1)..=self.last_index {
                 log_ops.push((log_key(i), None));
             }
+            let mut in_files = false;
             for e in entries {
-                log_ops.push((log_key(e.index), Some(encode_log_value(e)?)));
+                let (value, in_file) = self.log_value(e)?;
+                in_files |= in_file;
+                log_ops.push((log_key(e.index), Some(value)));
+            }
+            if in_files {
+                self.files.sync()?;
             }
         }
         if let Some(hs) = hard_state {
@@ -478,6 +623,7 @@ impl SledRaftStorage {
             ),
         ];
         self.write(log_ops, meta_ops)?;
+        self.schedule_removal(meta.index.saturating_add(1));
         self.snapshot_meta = meta.clone();
         self.truncated = (meta.index, meta.term);
         self.last_index = meta.index;
@@ -534,14 +680,24 @@ impl SledRaftStorage {
         truncated.extend_from_slice(&new_truncated.to_be_bytes());
         truncated.extend_from_slice(&term.to_be_bytes());
         self.write(log_ops, vec![(KEY_TRUNCATED, IVec::from(truncated))])?;
+        self.schedule_removal(compact_index);
         self.truncated = (new_truncated, term);
         self.recent.discard_before(compact_index);
         Ok(())
     }
 
-    /// Makes every write so far durable (sled flush + fsync of the whole database).
+    /// Makes every write so far durable (sled flush + fsync of the whole database), then
+    /// deletes the segment files whose entries that made a discard of durable.
     pub fn flush(&self) -> Result<(), StoreError> {
         self.meta.flush()?;
+        let pending = self
+            .removable_before
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(before) = pending {
+            self.files.remove_segments_before(before)?;
+        }
         Ok(())
     }
 
@@ -652,7 +808,7 @@ impl Storage for SledRaftStorage {
             }
             // The protobuf body length is the entry's `compute_size`: same rule as
             // `raft::util::limit_size` (the first entry always goes).
-            size = size.saturating_add(v.len().saturating_sub(8) as u64);
+            size = size.saturating_add(body_len(&v)?);
             if let Some(max) = max_size
                 && !out.is_empty()
                 && max != raft::NO_LIMIT
@@ -660,7 +816,7 @@ impl Storage for SledRaftStorage {
             {
                 break;
             }
-            out.push(decode_log_value(index, &v)?);
+            out.push(decode_log_value(&self.files, index, &v)?);
         }
         if out.is_empty() && low < high {
             return Err(StoreError::Corrupt(format!("entry {low} missing")).into());
@@ -718,12 +874,23 @@ mod tests {
         }
     }
 
-    fn open(db: &sled::Db) -> SledRaftStorage {
-        SledRaftStorage::open(
+    /// Every non-empty entry body in a segment file, three entries or so per segment.
+    const SMALL_FILES: EntryFiles = EntryFiles {
+        inline_max: 0,
+        segment_bytes: 64,
+    };
+
+    fn try_open(db: &sled::Db, dir: &Path) -> Result<SledRaftStorage, StoreError> {
+        SledRaftStorage::open_with(
             db.open_tree("raft_log").unwrap(),
             db.open_tree("raft_meta").unwrap(),
+            dir.join("entries"),
+            SMALL_FILES,
         )
-        .unwrap()
+    }
+
+    fn open(db: &sled::Db, dir: &Path) -> SledRaftStorage {
+        try_open(db, dir).unwrap()
     }
 
     #[test]
@@ -731,7 +898,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let db = sled::open(dir.path()).unwrap();
-            let mut s = open(&db);
+            let mut s = open(&db, dir.path());
             s.bootstrap(&[3, 1, 2]).unwrap();
             let ents: Vec<Entry> = (1..=10).map(|i| entry(i, 1 + i / 4)).collect();
             let hs = HardState {
@@ -746,7 +913,7 @@ mod tests {
             s.flush().unwrap();
         }
         let db = sled::open(dir.path()).unwrap();
-        let mut s = open(&db);
+        let mut s = open(&db, dir.path());
         assert!(s.is_initialized());
         s.bootstrap(&[1, 2, 3]).unwrap();
         let st = s.initial_state().unwrap();
@@ -780,7 +947,7 @@ mod tests {
     fn voters_mismatch_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::open(dir.path()).unwrap();
-        let mut s = open(&db);
+        let mut s = open(&db, dir.path());
         s.bootstrap(&[1, 2, 3]).unwrap();
         assert!(matches!(
             s.bootstrap(&[1, 2]),
@@ -792,7 +959,7 @@ mod tests {
     fn caller_bugs_are_errors_not_panics() {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::open(dir.path()).unwrap();
-        let mut s = open(&db);
+        let mut s = open(&db, dir.path());
         s.bootstrap(&[1]).unwrap();
         s.append(&[entry(1, 1), entry(2, 1), entry(3, 1)]).unwrap();
         assert!(matches!(
@@ -832,7 +999,7 @@ mod tests {
     fn snapshot_request_beyond_stored_is_temporarily_unavailable() {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::open(dir.path()).unwrap();
-        let mut s = open(&db);
+        let mut s = open(&db, dir.path());
         s.bootstrap(&[1]).unwrap();
         assert_eq!(
             s.snapshot(0, 2),
@@ -860,13 +1027,13 @@ mod tests {
         let meta = db.open_tree("m").unwrap();
         meta.insert(KEY_VERSION, &7u64.to_be_bytes()).unwrap();
         assert!(matches!(
-            SledRaftStorage::open(log.clone(), meta.clone()),
+            SledRaftStorage::open(log.clone(), meta.clone(), dir.path().join("entries")),
             Err(StoreError::UnsupportedVersion { found: 7 })
         ));
         meta.clear().unwrap();
         log.insert(log_key(1), &[0u8; 4][..]).unwrap();
         assert!(matches!(
-            SledRaftStorage::open(log, meta),
+            SledRaftStorage::open(log, meta, dir.path().join("entries")),
             Err(StoreError::Corrupt(_))
         ));
     }
@@ -875,7 +1042,7 @@ mod tests {
     fn terms_held_in_memory_agree_with_the_log() {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::open(dir.path()).unwrap();
-        let mut s = open(&db);
+        let mut s = open(&db, dir.path());
         s.append(&(1..=10).map(|i| entry(i, 1)).collect::<Vec<_>>())
             .unwrap();
         // A new leader's entries replace a conflicting tail (8..=10) and go on to 12.
@@ -898,10 +1065,143 @@ mod tests {
         assert_eq!(s.term(5).unwrap(), 1);
         // What the log holds (read back after reopening, nothing in memory) is the same.
         drop(s);
-        let s = open(&db);
+        let s = open(&db, dir.path());
         for i in 4..=10 {
             assert_eq!(s.term(i).unwrap(), want(i), "entry {i} after reopen");
         }
+    }
+
+    fn big(index: u64, term: u64) -> Entry {
+        Entry {
+            index,
+            term,
+            data: vec![index as u8; 40].into(),
+            ..Entry::default()
+        }
+    }
+
+    fn all_entries(s: &SledRaftStorage) -> Vec<Entry> {
+        let (lo, hi) = (s.first_log_index(), s.last_log_index() + 1);
+        s.entries(lo, hi, None, GetEntriesContext::empty(false))
+            .unwrap()
+    }
+
+    #[test]
+    fn entry_bodies_go_to_segments_which_compaction_deletes_once_flushed() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let mut s = open(&db, dir.path());
+        let entries: Vec<Entry> = (1..=30).map(|i| big(i, 1)).collect();
+        s.append(&entries).unwrap();
+        s.flush().unwrap();
+        // The tree holds term ++ location; the bodies read back from the files.
+        let v = s.log.get(log_key(7)).unwrap().unwrap();
+        assert_eq!(v.len(), 8 + Location::ENCODED_LEN);
+        assert_eq!(all_entries(&s), entries);
+        let before = s.entry_segments();
+        assert!(before.len() >= 10, "{before:?}");
+
+        s.create_snapshot(20, b"state".to_vec()).unwrap_err(); // not committed yet
+        s.set_commit(30).unwrap();
+        s.create_snapshot(20, b"state".to_vec()).unwrap();
+        s.compact(21).unwrap();
+        // Nothing is deleted before the discard is durable.
+        assert_eq!(s.entry_segments(), before);
+        s.flush().unwrap();
+        let after = s.entry_segments();
+        assert!(after.len() < before.len(), "{before:?} -> {after:?}");
+        assert_eq!(all_entries(&s), entries[20..].to_vec());
+
+        // Reopen: everything left reads back, and appends go on in a new segment.
+        drop(s);
+        let mut s = open(&db, dir.path());
+        assert_eq!(s.entry_segments(), after);
+        assert_eq!(all_entries(&s), entries[20..].to_vec());
+        s.append(&[big(31, 2)]).unwrap();
+        assert!(s.entry_segments().last() > after.last());
+        assert_eq!(all_entries(&s).last(), Some(&big(31, 2)));
+    }
+
+    #[test]
+    fn a_snapshot_discards_every_segment_but_entries_appended_before_the_flush_survive() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let mut s = open(&db, dir.path());
+        s.append(&(1..=10).map(|i| big(i, 1)).collect::<Vec<_>>())
+            .unwrap();
+        s.flush().unwrap();
+        let mut snap = Snapshot::default();
+        snap.mut_metadata().index = 50;
+        snap.mut_metadata().term = 3;
+        snap.mut_metadata().mut_conf_state().voters = vec![1];
+        s.apply_snapshot(&snap).unwrap();
+        // A leader's next entries arrive in the same Ready, before the flush.
+        let next: Vec<Entry> = (51..=56).map(|i| big(i, 3)).collect();
+        s.append(&next).unwrap();
+        s.flush().unwrap();
+        assert_eq!(all_entries(&s), next);
+        drop(s);
+        let s = open(&db, dir.path());
+        assert_eq!(all_entries(&s), next);
+    }
+
+    #[test]
+    fn a_format_1_log_with_entries_inline_opens_upgraded_and_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let log = db.open_tree("raft_log").unwrap();
+        let meta = db.open_tree("raft_meta").unwrap();
+        // What format 1 wrote: term ++ protobuf for every entry.
+        meta.insert(KEY_VERSION, &1u64.to_be_bytes()).unwrap();
+        for i in 1..=3 {
+            let e = big(i, 1);
+            let mut v = e.term.to_be_bytes().to_vec();
+            v.extend_from_slice(&codec::encode(&e, "raft entry").unwrap());
+            log.insert(log_key(i), v).unwrap();
+        }
+        let mut s = open(&db, dir.path());
+        assert_eq!(
+            read_u64(&meta.get(KEY_VERSION).unwrap().unwrap(), "v").unwrap(),
+            FORMAT_VERSION
+        );
+        s.append(&[big(4, 1)]).unwrap();
+        assert_eq!(
+            all_entries(&s),
+            (1..=4).map(|i| big(i, 1)).collect::<Vec<_>>()
+        );
+        assert!(
+            value_location(&log.get(log_key(4)).unwrap().unwrap())
+                .unwrap()
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn a_damaged_entry_file_is_an_error_naming_the_checksum() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let mut s = open(&db, dir.path());
+        s.append(&(1..=3).map(|i| big(i, 1)).collect::<Vec<_>>())
+            .unwrap();
+        s.flush().unwrap();
+        let loc = value_location(&s.log.get(log_key(3)).unwrap().unwrap())
+            .unwrap()
+            .unwrap();
+        let path = dir
+            .path()
+            .join("entries")
+            .join(format!("{:020}.seg", loc.segment));
+        let mut bytes = std::fs::read(&path).unwrap();
+        let at = usize::try_from(loc.offset).unwrap() + 5;
+        bytes[at] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        let err = s
+            .entries(3, 4, None, GetEntriesContext::empty(false))
+            .unwrap_err();
+        assert!(err.to_string().contains("checksum"), "{err}");
+        drop(s);
+        let err = try_open(&db, dir.path()).unwrap_err();
+        assert!(matches!(err, StoreError::Segments(_)), "{err}");
     }
 
     #[test]
@@ -930,7 +1230,8 @@ mod tests {
         let db = sled::open(dir.path()).unwrap();
         let log = db.open_tree("l").unwrap();
         let meta = db.open_tree("m").unwrap();
-        let mut s = SledRaftStorage::open(log.clone(), meta.clone()).unwrap();
+        let mut s =
+            SledRaftStorage::open(log.clone(), meta.clone(), dir.path().join("entries")).unwrap();
         s.append(&[entry(1, 1), entry(2, 1)]).unwrap();
         // Overwrite entry 1 with entry 2's bytes: key and content disagree.
         let v2 = log.get(log_key(2)).unwrap().unwrap();
@@ -942,6 +1243,6 @@ mod tests {
         // And garbage after the term prefix.
         log.insert(log_key(2), &[0, 0, 0, 0, 0, 0, 0, 1, 0xff][..])
             .unwrap();
-        assert!(SledRaftStorage::open(log, meta).is_err());
+        assert!(SledRaftStorage::open(log, meta, dir.path().join("entries")).is_err());
     }
 }

@@ -56,6 +56,8 @@ use crate::rng::SimRng;
 
 /// Tree of the Raft log in the node's database (as the node names it).
 pub const RAFT_LOG_TREE: &str = "raft_log";
+/// Directory (inside the ledger's database directory) of the Raft entry segment files.
+pub const RAFT_ENTRIES_DIR: &str = sphr_orderer::RAFT_ENTRIES_DIR;
 /// Tree of the Raft metadata in the node's database.
 pub const RAFT_META_TREE: &str = "raft_meta";
 
@@ -320,7 +322,7 @@ impl SimNode {
                 .map_err(|e| Stop::Fatal(format!("open raft meta: {e}")))?;
             (log, meta)
         };
-        let mut storage = SledRaftStorage::open(log, meta)
+        let mut storage = SledRaftStorage::open(log, meta, ledger.path().join(RAFT_ENTRIES_DIR))
             .map_err(|e| Stop::Fatal(format!("raft store: {e}")))?;
         storage
             .bootstrap(&spec.voters)

@@ -381,6 +381,7 @@ impl Cluster {
         let storage = SledRaftStorage::open(
             db.open_tree("raft_log").unwrap(),
             db.open_tree("raft_meta").unwrap(),
+            slot.dir.join("raft-entries"),
         )
         .unwrap();
         let mut applier = TestApplier::open(&db, chain, Arc::clone(&slot.observed));
@@ -413,6 +414,7 @@ impl Cluster {
         let s = SledRaftStorage::open(
             db.open_tree("raft_log").unwrap(),
             db.open_tree("raft_meta").unwrap(),
+            slot.dir.join("raft-entries"),
         )
         .unwrap();
         (db, s)

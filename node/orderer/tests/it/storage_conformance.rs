@@ -10,7 +10,14 @@
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
 use raft::storage::MemStorage;
 use raft::{GetEntriesContext, NO_LIMIT, Storage, StorageError};
-use sphr_orderer::SledRaftStorage;
+use sphr_orderer::{EntryFiles, SledRaftStorage};
+
+/// Every non-empty entry body in a segment file, a few entries per segment: the conformance
+/// runs through the files, their rotation and their deletion after compaction.
+const SMALL_FILES: EntryFiles = EntryFiles {
+    inline_max: 0,
+    segment_bytes: 256,
+};
 
 /// The write side each backend offers, under one name.
 trait Backend: Storage {
@@ -73,7 +80,7 @@ impl Backend for Mem {
 }
 
 struct Sled {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     db: sled::Db,
     s: SledRaftStorage,
 }
@@ -124,9 +131,11 @@ impl Backend for Sled {
     }
     fn reopen(&mut self) {
         self.s.flush().unwrap();
-        self.s = SledRaftStorage::open(
+        self.s = SledRaftStorage::open_with(
             self.db.open_tree("raft_log").unwrap(),
             self.db.open_tree("raft_meta").unwrap(),
+            self.dir.path().join("entries"),
+            SMALL_FILES,
         )
         .unwrap();
     }
@@ -139,13 +148,15 @@ fn mem(voters: &[u64]) -> Mem {
 fn sled_backend(voters: &[u64]) -> Sled {
     let dir = tempfile::tempdir().unwrap();
     let db = sled::open(dir.path()).unwrap();
-    let mut s = SledRaftStorage::open(
+    let mut s = SledRaftStorage::open_with(
         db.open_tree("raft_log").unwrap(),
         db.open_tree("raft_meta").unwrap(),
+        dir.path().join("entries"),
+        SMALL_FILES,
     )
     .unwrap();
     s.bootstrap(voters).unwrap();
-    Sled { _dir: dir, db, s }
+    Sled { dir, db, s }
 }
 
 fn entry(index: u64, term: u64) -> Entry {
