@@ -174,6 +174,19 @@ impl HealthChecker {
                 self.db_file.display()
             ));
         }
+        // The Raft log's entry bodies live in segment files beside the database: a failed
+        // write there stops the orderer with a storage error, and the disk is the cause.
+        if let Some(o) = &self.orderer {
+            let s = o.status();
+            if s.storage_failed {
+                return Err(format!(
+                    "the Raft log's storage failed: {}; the node commits nothing more until \
+                     restarted (check the disk holding {})",
+                    s.fatal.unwrap_or_else(|| "unknown error".into()),
+                    self.ledger.path().display()
+                ));
+            }
+        }
         // sled refuses to flush once a write failed (disk full, I/O error), whoever wrote:
         // the ledger or the Raft log in the same database. Nothing dirty: no disk write.
         if let Err(e) = self.ledger.db().flush() {

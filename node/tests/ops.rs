@@ -343,8 +343,9 @@ async fn health_names_storage_and_raft_when_the_disk_is_full() {
     let r = report.expect("the node never noticed the full disk");
     assert!(r.failing.contains(&"storage".to_string()), "{r:?}");
     assert!(r.failing.contains(&"raft".to_string()), "{r:?}");
-    // The reason is the storage error as sled reports it (EFBIG surfaces as "File too large"
-    // from a write, or as a failed flush or commit, depending on which write hit the limit).
+    // The reason is the storage error as sled or a segment file reports it (EFBIG surfaces
+    // as "File too large" from a write, or as a failed flush or commit, depending on which
+    // write hit the limit: the database, a block file or a Raft entry file).
     assert!(!reason(&r, "storage").is_empty(), "{r:?}");
     node.terminate();
 

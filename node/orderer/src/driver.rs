@@ -196,6 +196,9 @@ pub struct RaftStatus {
     pub healthy: bool,
     /// The reason the driver stopped, when it stopped on an error.
     pub fatal: Option<String>,
+    /// Whether that error came from the Raft storage (a disk write or read failed): the
+    /// node's storage is then failing too, even if the ledger's database still answers.
+    pub storage_failed: bool,
 }
 
 enum Input {
@@ -560,6 +563,7 @@ impl<T: Transport, S: BatchSealer, A: Applier> Driver<T, S, A> {
                 tracing::error!(target: "sphr::orderer", error = %e, pending_txs_dropped = lost,
                     "raft driver stopped on a fatal error");
                 st.healthy = false;
+                st.storage_failed = matches!(e, Fatal::Store(_));
                 st.fatal = Some(e.to_string());
             }
         }
