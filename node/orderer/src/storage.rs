@@ -425,9 +425,15 @@ impl SledRaftStorage {
     /// syncs the segments before writing the value to sled).
     fn log_value(&mut self, e: &Entry) -> Result<(IVec, bool), StoreError> {
         let body = codec::encode(e, "raft entry")?;
-        let mut v = Vec::with_capacity(8 + body.len().min(Location::ENCODED_LEN));
+        let inline = body.len() <= self.inline_max;
+        let stored = if inline {
+            body.len()
+        } else {
+            Location::ENCODED_LEN
+        };
+        let mut v = Vec::with_capacity(8 + stored);
         v.extend_from_slice(&e.term.to_be_bytes());
-        if body.len() <= self.inline_max {
+        if inline {
             v.extend_from_slice(&body);
             return Ok((IVec::from(v), false));
         }
