@@ -693,7 +693,8 @@ impl SledRaftStorage {
     }
 
     /// Makes every write so far durable (sled flush + fsync of the whole database), then
-    /// deletes the segment files whose entries that made a discard of durable.
+    /// deletes the segment files whose entries a compaction or snapshot discarded (now that
+    /// the discard is on disk).
     pub fn flush(&self) -> Result<(), StoreError> {
         self.meta.flush()?;
         let pending = self
