@@ -7,8 +7,11 @@ use std::path::{Path, PathBuf};
 
 use sphr_bench::pte::config::{Flow, TransMode, TransType, WorkloadKind};
 use sphr_bench::pte::{Progress, PteConfig, Report, run};
+use sphr_contracts::healthcare as hc;
+use sphr_node::client::{Client, make_proposal};
 use sphr_node::config::NodeConfig;
 use sphr_node::genesis::{GenesisSpec, NetworkManifest, generate};
+use sphr_node::identity::Identity;
 
 struct Net {
     _dir: tempfile::TempDir,
@@ -18,8 +21,10 @@ struct Net {
 
 /// One org (OrgA), one consenter node, a `loadgen` client user, kv under ANY.
 fn make_net() -> Net {
-    let dir = tempfile::tempdir().unwrap();
-    let spec = r#"
+    make_net_from(KV_SPEC)
+}
+
+const KV_SPEC: &str = r#"
 network = "pte-test"
 [block]
 max_tx = 100
@@ -43,6 +48,41 @@ role = "client"
 name = "kv"
 policy = "ANY"
 "#;
+
+/// One org (OrgA), one node, a patient, a doctor and a `loadgen` user, healthcare under ANY.
+const HEALTHCARE_SPEC: &str = r#"
+network = "pte-healthcare-test"
+[block]
+max_tx = 100
+batch_timeout_ms = 10
+[raft]
+tick_ms = 20
+election_ticks = 10
+heartbeat_ticks = 2
+snapshot_interval = 50
+[[orgs]]
+name = "OrgA"
+[[orgs.nodes]]
+name = "node0"
+api_port = 17944
+p2p_port = 17901
+ops_port = 19944
+[[orgs.users]]
+name = "loadgen"
+role = "client"
+[[orgs.users]]
+name = "patient1"
+role = "patient"
+[[orgs.users]]
+name = "doctor1"
+role = "doctor"
+[[contracts]]
+name = "healthcare"
+policy = "ANY"
+"#;
+
+fn make_net_from(spec: &str) -> Net {
+    let dir = tempfile::tempdir().unwrap();
     let spec = GenesisSpec::from_toml_str(spec, Path::new("pte-test.toml")).unwrap();
     let net = dir.path().join("network");
     generate(&spec, &net, sphr_node::now_ms()).unwrap();
@@ -205,7 +245,109 @@ async fn every_mode_and_flow_commits_everything_it_sends() {
     let mut hc = cfg.clone();
     hc.workload.kind = WorkloadKind::HealthcareAppointment;
     let e = run(&hc, Progress::new()).await.unwrap_err().to_string();
-    assert!(e.contains("healthcare"), "{e}");
+    assert!(
+        e.contains("workload.kind") && e.contains("role patient"),
+        "{e}"
+    );
+
+    node.shutdown().await;
+}
+
+/// Appointments of the doctor on the ledger, by status, over the days `from..=to`.
+async fn appointments_by_status(
+    net: &Path,
+    addr: std::net::SocketAddr,
+    doctor: &Identity,
+    days: std::ops::RangeInclusive<u64>,
+) -> std::collections::BTreeMap<String, u64> {
+    let m = NetworkManifest::load(&net.join("network.json")).unwrap();
+    let tls = sphr_node::tls::client_config(&net.join(&m.tls_ca)).unwrap();
+    let client = Client::new(&format!("https://{addr}"), tls).unwrap();
+    let network_id = sphr_crypto::hash::Hash32::from_hex(&m.network_id).unwrap();
+    let mut out = std::collections::BTreeMap::new();
+    for day in days {
+        let mut after = None;
+        loop {
+            let req = hc::GetAllAppointment {
+                day,
+                after,
+                limit: None,
+            };
+            let (f, args) = hc::client::call(&req).unwrap();
+            let (_, sp) = make_proposal(doctor, network_id, hc::NAME, f, &args).unwrap();
+            let r = client.query(&sp).await.unwrap();
+            let list = hc::client::response::<hc::GetAllAppointment>(
+                &hex::decode(&r.response_hex).unwrap(),
+            )
+            .unwrap();
+            for a in &list.appointments {
+                *out.entry(a.status.to_string()).or_default() += 1;
+            }
+            match list.next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_healthcare_flow_books_appointments_and_the_doctor_accepts_them() {
+    let net = make_net_from(HEALTHCARE_SPEC);
+    let node = sphr_node::service::start(&NodeConfig::load(&net.node_cfg).unwrap())
+        .await
+        .unwrap();
+    let addr = node.api_addr();
+    let mut cfg = base(&net.net, addr);
+    cfg.workload.kind = WorkloadKind::HealthcareAppointment;
+    let first_day = hc::day_of(sphr_node::now_ms());
+
+    // Gateway flow, constant mode: requests, then acceptances as the requests commit.
+    let mut c = cfg.clone();
+    c.trans_mode = TransMode::Constant;
+    c.constant.const_freq_ms = 2.0;
+    let r = run(&c, Progress::new()).await.unwrap();
+    assert_clean("healthcare constant/gateway", &r, 200);
+
+    // Client flow, mix mode: each committed invoke is followed by the patient's status query
+    // of its appointment (the id comes from the request's response).
+    let mut m = cfg.clone();
+    m.trans_mode = TransMode::Mix;
+    m.mix.mix_freq_ms = 2.0;
+    m.flow = Flow::Client;
+    let r = run(&m, Progress::new()).await.unwrap();
+    assert_clean("healthcare mix/client", &r, 200);
+    let q = r.queries.clone().unwrap();
+    assert_eq!((q.sent, q.received, q.failures), (200, 200, 0));
+
+    // Query run: the patient reads the status of appointments booked beforehand.
+    let mut qr = cfg.clone();
+    qr.trans_type = TransType::Query;
+    qr.trans_mode = TransMode::Constant;
+    qr.constant.const_freq_ms = 0.5;
+    qr.workload.preload = 10;
+    let r = run(&qr, Progress::new()).await.unwrap();
+    assert_clean("healthcare query", &r, 200);
+
+    // On the ledger: every committed tx was a request (one appointment each) or the
+    // acceptance of one, and only requested appointments were accepted. 400 invokes plus
+    // 2 x 10 preloaded requests.
+    let doctor_path = net.net.join("orgs/OrgA/users/doctor1/identity.json");
+    let doctor = Identity::load(&doctor_path).unwrap();
+    let last_day = hc::day_of(sphr_node::now_ms() + 3_600_000);
+    let by = appointments_by_status(&net.net, addr, &doctor, first_day..=last_day).await;
+    let accepted = by.get("ACCEPTED").copied().unwrap_or(0);
+    let requested = by.get("REQUESTED").copied().unwrap_or(0);
+    assert_eq!(
+        by.len(),
+        by.keys()
+            .filter(|k| *k == "ACCEPTED" || *k == "REQUESTED")
+            .count(),
+        "{by:?}"
+    );
+    assert!(accepted > 0, "{by:?}");
+    assert_eq!(requested + 2 * accepted, 400 + 20, "{by:?}");
 
     node.shutdown().await;
 }

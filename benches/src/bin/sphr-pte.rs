@@ -31,11 +31,12 @@ orderer latency) and waits for its commit event on GET /v1/events (event latency
 the proposal is signed to the event).
 
 Workloads: kv put of a random key with a fixed or random-size value (default), or any \
-contract/function with argument templates ({key} {value} {proc} {seq}). The healthcare \
-appointment flow of seed 003 is NOT implemented yet (the contract landed while sphr-pte was \
-written; the flow needs a patient and a doctor signing in turn): --workload \
-healthcare-appointment is refused with that reason; the hook is the Workload trait in \
-benches/src/pte/workload.rs.
+contract/function with argument templates ({key} {value} {proc} {seq}), or --workload \
+healthcare-appointment: the appointment flow of seed 003 on the healthcare contract. Each \
+process signs as a patient and a doctor of network.json (users with roles patient and doctor, \
+registered with registerUser before the clock starts): the patient's requestAppointment, and \
+once it commits the doctor's acceptAppointment of it, so a run alternates the two; queries \
+are the patient's getAppointmentStatus.
 
 Flags override the --config file; --print-config shows the result as TOML.";
 
@@ -133,8 +134,8 @@ struct Cli {
     /// Seed of the random keys, payloads and jitter. [config: seed; default from the clock]
     #[arg(long)]
     seed: Option<u64>,
-    /// template (default) or healthcare-appointment (NOT implemented yet: refused with the
-    /// reason). [config: workload.kind]
+    /// template (default) or healthcare-appointment (a patient requests an appointment, the
+    /// doctor accepts it). [config: workload.kind]
     #[arg(long, value_enum)]
     workload: Option<WorkloadArg>,
     /// Contract to call. [config: workload.contract; default kv]

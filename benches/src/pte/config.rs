@@ -188,10 +188,10 @@ pub enum WorkloadKind {
     /// `contract.invoke_function(invoke_args)` with placeholders filled per tx (default: `kv`
     /// put of a random key with a `payload_*`-sized value).
     Template,
-    /// The healthcare appointment flow (seed 003). Not implemented in sphr-pte yet (the
-    /// contract landed while sphr-pte was written; the flow needs two signers, patient and
-    /// doctor, and a registration step); choosing it is refused with that message. The hook
-    /// is `pte::workload::Workload`.
+    /// The healthcare appointment flow (seed 003): a patient's `requestAppointment`, then the
+    /// doctor's `acceptAppointment` of it once it committed (`pte::workload::HealthcareWorkload`).
+    /// Signed by a network.json user with role `patient` and one with role `doctor`; the
+    /// contract is `healthcare` whatever `workload.contract` says.
     HealthcareAppointment,
 }
 
@@ -291,7 +291,7 @@ impl Default for InflightOpt {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WorkloadOpt {
-    /// `template` (default) or `healthcare-appointment` (not available yet).
+    /// `template` (default) or `healthcare-appointment`.
     pub kind: WorkloadKind,
     /// Contract name.
     pub contract: String,
@@ -314,6 +314,16 @@ pub struct WorkloadOpt {
     pub payload_max: u32,
     /// Keys each process writes (with invokes, not measured) before a query run.
     pub preload: u32,
+}
+
+impl WorkloadOpt {
+    /// The contract the calls go to: `healthcare` for the appointment flow, else `contract`.
+    pub fn contract_name(&self) -> &str {
+        match self.kind {
+            WorkloadKind::Template => &self.contract,
+            WorkloadKind::HealthcareAppointment => sphr_contracts::healthcare::NAME,
+        }
+    }
 }
 
 impl Default for WorkloadOpt {
@@ -645,15 +655,6 @@ impl PteConfig {
             TransMode::Latency => {}
         }
         let w = &self.workload;
-        if w.kind == WorkloadKind::HealthcareAppointment {
-            return Err(ConfigError::invalid(
-                "workload.kind",
-                "the healthcare appointment flow is not implemented in sphr-pte yet (it needs \
-                 two signers per flow, patient and doctor, a registration step and the \
-                 contract's CBOR requests). Use kind = \"template\", or implement the \
-                 Workload trait for it in benches/src/pte/workload.rs",
-            ));
-        }
         if w.contract.is_empty() {
             return Err(ConfigError::invalid(
                 "workload.contract",
@@ -872,14 +873,11 @@ mod tests {
     }
 
     #[test]
-    fn healthcare_is_refused_with_the_reason() {
+    fn healthcare_is_a_valid_kind_and_names_its_contract() {
         let cfg = parse("[workload]\nkind = \"healthcare-appointment\"").unwrap();
-        let e = cfg.validate().unwrap_err();
-        assert_eq!(e.key(), Some("workload.kind"));
-        assert!(
-            e.to_string().contains("not implemented in sphr-pte yet"),
-            "{e}"
-        );
+        cfg.validate().unwrap();
+        assert_eq!(cfg.workload.contract_name(), "healthcare");
+        assert_eq!(PteConfig::default().workload.contract_name(), "kv");
     }
 
     #[test]

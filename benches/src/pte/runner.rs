@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 use rustls::ClientConfig;
+use sphr_crypto::cert::Role;
 use sphr_crypto::hash::Hash32;
 use sphr_node::client::{Client, ClientError, make_proposal};
 use sphr_node::genesis::NetworkManifest;
@@ -32,12 +33,12 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::pte::committed::CommittedLog;
-use crate::pte::config::{ConfigError, Flow, PteConfig, TransMode, TransType};
+use crate::pte::config::{ConfigError, Flow, PteConfig, TransMode, TransType, WorkloadKind};
 use crate::pte::events::{EventError, EventHub, Waited};
 use crate::pte::report::{ProcessReport, QueryReport, Report};
 use crate::pte::schedule::Schedule;
 use crate::pte::stats::Histogram;
-use crate::pte::workload::{self, Call, Workload};
+use crate::pte::workload::{self, Call, Signer, Workload};
 
 /// Distinct error kinds kept per process (the rest are counted under "other").
 const MAX_ERROR_KINDS: usize = 32;
@@ -76,6 +77,9 @@ pub enum PteError {
     /// Preloading the keys of a query run failed.
     #[error("preloading keys for the query run: {0}")]
     Preload(String),
+    /// A workload's setup call (healthcare: registerUser) was not committed valid.
+    #[error("workload setup: {0}")]
+    Setup(String),
 }
 
 /// What a run is doing, for a progress display.
@@ -160,6 +164,27 @@ struct ProcSpec {
     /// Client flow: one node per endorsing org.
     endorsers: Vec<NodeRef>,
     identity: Arc<Identity>,
+    /// Healthcare flow: who signs as the patient and as the doctor.
+    people: People,
+}
+
+/// The healthcare flow's signers of one process (none for other workloads).
+#[derive(Clone, Default)]
+struct People {
+    patient: Option<Arc<Identity>>,
+    doctor: Option<Arc<Identity>>,
+}
+
+impl People {
+    /// The doctor as the contract names them (certificate org and subject).
+    fn doctor_identity(&self) -> Option<sphr_contracts::healthcare::Identity> {
+        self.doctor.as_ref().map(|d| {
+            sphr_contracts::healthcare::Identity::new(
+                d.cert.body.org.clone(),
+                d.cert.body.subject.clone(),
+            )
+        })
+    }
 }
 
 /// The slots of a process's outstanding transactions; each owns its connections.
@@ -232,6 +257,8 @@ enum Outcome {
         peer: Option<Duration>,
         orderer: Option<Duration>,
         via_poll: bool,
+        /// The contract's response (invokes; none if the node's answer did not carry it).
+        response: Option<Vec<u8>>,
     },
     /// Not endorsed (or the query was refused): error kind and message.
     ProposalFailed((String, String)),
@@ -352,6 +379,7 @@ struct ProcEnv {
     mix: bool,
     event_timeout: Duration,
     identity: Arc<Identity>,
+    people: People,
     hub: Option<Arc<EventHub>>,
     committed: Option<Arc<CommittedLog>>,
     workload: Mutex<Box<dyn Workload>>,
@@ -402,15 +430,25 @@ impl ProcEnv {
                 Flow::Client => self.invoke_client(lane, &call).await,
             },
         };
-        let committed = matches!(outcome, Outcome::Ok { .. });
+        let committed = match &outcome {
+            Outcome::Ok { response, .. } if self.tx_type == TransType::Invoke => Some(
+                self.workload
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .committed(&call, response.as_deref().unwrap_or_default())
+                    .unwrap_or_else(|| call.key.clone()),
+            ),
+            Outcome::Ok { .. } => Some(call.key.clone()),
+            _ => None,
+        };
         self.record(outcome);
-        if self.mix && committed {
+        if let (true, Some(key)) = (self.mix, committed) {
             let seq = self.seq.load(Ordering::Relaxed);
             let q = self
                 .workload
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .query(&call.key, self.index, seq);
+                .query(&key, self.index, seq);
             let out = self.query(lane, &q).await;
             let mut s = self.stats();
             s.q_sent += 1;
@@ -438,6 +476,7 @@ impl ProcEnv {
                 peer,
                 orderer,
                 via_poll,
+                response: _,
             } => {
                 s.received += 1;
                 s.event.record(event);
@@ -474,12 +513,27 @@ impl ProcEnv {
         }
     }
 
+    /// Who signs `call`: the process's user, or its patient or doctor.
+    fn signer(&self, call: &Call) -> Result<&Identity, Outcome> {
+        let who = match call.signer {
+            Signer::Process => Some(&self.identity),
+            Signer::Patient => self.people.patient.as_ref(),
+            Signer::Doctor => self.people.doctor.as_ref(),
+        };
+        who.map(|i| &**i).ok_or_else(|| {
+            Outcome::ProposalFailed(local(format!(
+                "no {:?} identity for this process",
+                call.signer
+            )))
+        })
+    }
+
     fn propose(
         &self,
         call: &Call,
     ) -> Result<(sphr_types::Proposal, sphr_types::SignedProposal), Outcome> {
         make_proposal(
-            &self.identity,
+            self.signer(call)?,
             self.network_id,
             &call.contract,
             &call.function,
@@ -500,6 +554,7 @@ impl ProcEnv {
                 peer: None,
                 orderer: None,
                 via_poll: false,
+                response: None,
             },
             Err(e) => classify(&e, Step::Endorse),
         }
@@ -522,6 +577,7 @@ impl ProcEnv {
                         peer: None,
                         orderer: None,
                         via_poll: false,
+                        response: hex::decode(&r.response_hex).ok(),
                     },
                     Some(code) => Outcome::TxFailed(local(format!("committed {code}"))),
                     None => Outcome::TxFailed(local("answered without a commit")),
@@ -567,6 +623,13 @@ impl ProcEnv {
         let Some(response) = response else {
             return Outcome::ProposalFailed(local("no endorser to ask"));
         };
+        // The contract's own answer, inside the endorsed payload (kept for the workload).
+        let answer = sphr_types::decode::<sphr_types::ResponsePayload>(
+            &response,
+            sphr_contracts::healthcare::client::MAX_RESPONSE_BYTES,
+        )
+        .ok()
+        .map(|p| p.response);
         let tx = Transaction {
             signed_proposal: sp,
             response,
@@ -594,6 +657,7 @@ impl ProcEnv {
                 peer: Some(peer),
                 orderer: Some(orderer),
                 via_poll: seen.via_poll,
+                response: answer,
             },
             Waited::Committed(seen) => Outcome::TxFailed(local(format!("committed {}", seen.code))),
             Waited::Timeout => Outcome::Timeout(local(format!(
@@ -725,13 +789,13 @@ fn plan(cfg: &PteConfig) -> Result<(NetworkManifest, Arc<ClientConfig>, Vec<Proc
         let c = manifest
             .contracts
             .iter()
-            .find(|c| c.name == cfg.workload.contract)
+            .find(|c| c.name == cfg.workload.contract_name())
             .ok_or_else(|| {
                 invalid(
                     "workload.contract",
                     format!(
                         "no contract {:?} in {}",
-                        cfg.workload.contract,
+                        cfg.workload.contract_name(),
                         manifest_path.display()
                     ),
                 )
@@ -742,6 +806,11 @@ fn plan(cfg: &PteConfig) -> Result<(NetworkManifest, Arc<ClientConfig>, Vec<Proc
         })?)
     } else {
         None
+    };
+    let (patients, doctors) = if cfg.workload.kind == WorkloadKind::HealthcareAppointment {
+        people_of(cfg, &manifest, &manifest_path)?
+    } else {
+        (Vec::new(), Vec::new())
     };
     let mut specs = Vec::new();
     for org in &orgs {
@@ -803,16 +872,97 @@ fn plan(cfg: &PteConfig) -> Result<(NetworkManifest, Arc<ClientConfig>, Vec<Proc
                     })
                     .collect::<Result<Vec<_>, _>>()?,
             };
+            let pick = |v: &Vec<Arc<Identity>>| v.get(index as usize % v.len().max(1)).cloned();
             specs.push(ProcSpec {
                 index,
                 org: org.clone(),
                 gateway,
                 endorsers,
                 identity: identity.clone(),
+                people: People {
+                    patient: pick(&patients),
+                    doctor: pick(&doctors),
+                },
             });
         }
     }
     Ok((manifest, tls, specs))
+}
+
+/// The healthcare flow's patients and doctors: every network.json user with that role, in
+/// file order (process `i` signs as patient `i % patients` and doctor `i % doctors`).
+type Signers = Vec<Arc<Identity>>;
+fn people_of(
+    cfg: &PteConfig,
+    manifest: &NetworkManifest,
+    manifest_path: &std::path::Path,
+) -> Result<(Signers, Signers), PteError> {
+    let load = |role: Role| -> Result<Signers, PteError> {
+        let mut out = Vec::new();
+        for u in manifest.users.iter().filter(|u| u.role == role) {
+            let path = cfg.network.join(&u.identity);
+            let id = Identity::load(&path).map_err(|e| PteError::Network {
+                path: path.clone(),
+                why: e.to_string(),
+            })?;
+            out.push(Arc::new(id));
+        }
+        if out.is_empty() {
+            return Err(PteError::Config(ConfigError::Invalid {
+                key: "workload.kind".into(),
+                why: format!(
+                    "the healthcare appointment flow needs a user with role {} in {}, and it has none",
+                    role.as_str(),
+                    manifest_path.display()
+                ),
+            }));
+        }
+        Ok(out)
+    };
+    Ok((load(Role::Patient)?, load(Role::Doctor)?))
+}
+
+/// Commits each process's workload setup calls (healthcare: registerUser for its patient and
+/// doctor), one after the other, through the process's gateway. Not measured.
+async fn setup(env: &ProcEnv, pool: &LanePool) -> Result<(), PteError> {
+    let calls = env
+        .workload
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .setup();
+    if calls.is_empty() {
+        return Ok(());
+    }
+    let Some((lane, _)) = pool.take().await else {
+        return Err(PteError::Setup("no lane".into()));
+    };
+    let mut result = Ok(());
+    for c in &calls {
+        let r = async {
+            let signer = env.signer(c).map_err(|o| format!("{o:?}"))?;
+            let (_, sp) = make_proposal(signer, env.network_id, &c.contract, &c.function, &c.args)
+                .map_err(|e| e.to_string())?;
+            let r = lane
+                .gateway
+                .submit(&sp, true)
+                .await
+                .map_err(|e| e.to_string())?;
+            match r.code.as_deref() {
+                Some("VALID") => Ok(()),
+                other => Err(format!("committed {other:?}")),
+            }
+        }
+        .await;
+        if let Err(why) = r {
+            result = Err(PteError::Setup(format!(
+                "process {}: {} as {:?}: {why}",
+                env.index, c.function, c.signer
+            )));
+            break;
+        }
+    }
+    pool.put(lane);
+    result
 }
 
 fn client(url: &str, tls: &Arc<ClientConfig>, timeout: Duration) -> Result<Client, PteError> {
@@ -884,28 +1034,28 @@ async fn preload(env: &ProcEnv, pool: &LanePool, n: u32) -> Result<Vec<String>, 
             return Err(PteError::Preload("no lane".into()));
         };
         let results = join_all(calls.iter().map(|c| async {
-            let (_, sp) = make_proposal(
-                &env.identity,
-                env.network_id,
-                &c.contract,
-                &c.function,
-                &c.args,
-            )
-            .map_err(|e| e.to_string())?;
+            let signer = env.signer(c).map_err(|o| format!("{o:?}"))?;
+            let (_, sp) = make_proposal(signer, env.network_id, &c.contract, &c.function, &c.args)
+                .map_err(|e| e.to_string())?;
             let r = lane
                 .gateway
                 .submit(&sp, true)
                 .await
                 .map_err(|e| e.to_string())?;
             match r.code.as_deref() {
-                Some("VALID") => Ok(c.key.clone()),
+                Some("VALID") => Ok(hex::decode(&r.response_hex).unwrap_or_default()),
                 other => Err(format!("committed {other:?}")),
             }
         }))
         .await;
         pool.put(lane);
-        for r in results {
-            keys.push(r.map_err(PteError::Preload)?);
+        let mut w = env
+            .workload
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (c, r) in calls.iter().zip(results) {
+            let response = r.map_err(PteError::Preload)?;
+            keys.push(w.committed(c, &response).unwrap_or_else(|| c.key.clone()));
         }
         done += batch;
     }
@@ -1102,9 +1252,15 @@ pub async fn run_logged(
             mix: cfg.trans_mode == TransMode::Mix,
             event_timeout,
             identity: s.identity.clone(),
+            people: s.people.clone(),
             hub: hubs.get(&s.gateway.url).cloned(),
             committed: committed.clone(),
-            workload: Mutex::new(workload::for_process(&cfg.workload, seed, s.index)?),
+            workload: Mutex::new(workload::for_process(
+                &cfg.workload,
+                seed,
+                s.index,
+                s.people.doctor_identity().as_ref(),
+            )?),
             keys: Vec::new(),
             seq: AtomicU64::new(0),
             stats: Mutex::new(ProcStats::default()),
@@ -1114,6 +1270,9 @@ pub async fn run_logged(
     }
     if cfg.warmup {
         warm_up(&pools).await?;
+    }
+    for (env, pool) in envs.iter().zip(&pools) {
+        setup(env, pool).await?;
     }
     if cfg.trans_type == TransType::Query {
         progress.set_phase(Phase::Preload);
@@ -1237,15 +1396,21 @@ pub async fn run_logged(
         }
         _ => None,
     };
-    let function = match cfg.trans_type {
-        TransType::Invoke => cfg.workload.invoke_function.clone(),
-        TransType::Query => cfg.workload.query_function.clone(),
+    let function = match (cfg.workload.kind, cfg.trans_type) {
+        (WorkloadKind::HealthcareAppointment, TransType::Invoke) => {
+            "requestAppointment+acceptAppointment".to_string()
+        }
+        (WorkloadKind::HealthcareAppointment, TransType::Query) => {
+            "getAppointmentStatus".to_string()
+        }
+        (_, TransType::Invoke) => cfg.workload.invoke_function.clone(),
+        (_, TransType::Query) => cfg.workload.query_function.clone(),
     };
     let report = Report {
         mode: cfg.trans_mode,
         tx_type: cfg.trans_type,
         flow: cfg.flow,
-        contract: cfg.workload.contract.clone(),
+        contract: cfg.workload.contract_name().to_string(),
         function,
         sent: processes.iter().map(|p| p.sent).sum(),
         received,
