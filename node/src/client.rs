@@ -289,11 +289,24 @@ impl Client {
 
     /// `POST /v1/query`: run a function on one node without ordering it.
     pub async fn query(&self, proposal: &SignedProposal) -> Result<QueryResponse, ClientError> {
+        self.query_after(proposal, None).await
+    }
+
+    /// [`Client::query`] once the node has committed block `min_height` (`?min_height=`):
+    /// reads what a transaction committed in that block wrote, at any node.
+    pub async fn query_after(
+        &self,
+        proposal: &SignedProposal,
+        min_height: Option<u64>,
+    ) -> Result<QueryResponse, ClientError> {
         let body = proposal
             .to_bytes()
             .map_err(|e| ClientError::Encode(e.to_string()))?;
-        self.call_json(Method::POST, "/v1/query", Some(CBOR), body)
-            .await
+        let path = match min_height {
+            Some(h) => format!("/v1/query?min_height={h}"),
+            None => "/v1/query".to_string(),
+        };
+        self.call_json(Method::POST, &path, Some(CBOR), body).await
     }
 
     /// `POST /v1/endorse`: this node's endorsement of a proposal (nothing is ordered).
@@ -301,12 +314,24 @@ impl Client {
         &self,
         proposal: &SignedProposal,
     ) -> Result<sphr_types::ProposalResponse, ClientError> {
+        self.endorse_after(proposal, None).await
+    }
+
+    /// [`Client::endorse`] once the node has committed block `min_height` (`?min_height=`):
+    /// the simulation then sees what a transaction committed in that block wrote.
+    pub async fn endorse_after(
+        &self,
+        proposal: &SignedProposal,
+        min_height: Option<u64>,
+    ) -> Result<sphr_types::ProposalResponse, ClientError> {
         let body = proposal
             .to_bytes()
             .map_err(|e| ClientError::Encode(e.to_string()))?;
-        let (status, answer) = self
-            .request(Method::POST, "/v1/endorse", Some(CBOR), body)
-            .await?;
+        let path = match min_height {
+            Some(h) => format!("/v1/endorse?min_height={h}"),
+            None => "/v1/endorse".to_string(),
+        };
+        let (status, answer) = self.request(Method::POST, &path, Some(CBOR), body).await?;
         if !(200..300).contains(&status) {
             return Err(api_error(status, &answer));
         }

@@ -365,6 +365,11 @@ impl Gateway {
         &self.notifier
     }
 
+    /// The ledger height (number of the last committed block).
+    pub fn height(&self) -> u64 {
+        self.lookup.height()
+    }
+
     /// The endorser.
     pub fn endorser(&self) -> &Arc<Endorser> {
         &self.endorser

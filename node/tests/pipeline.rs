@@ -329,3 +329,53 @@ async fn a_data_dir_of_another_network_is_refused_with_the_reason() {
     assert!(err.contains(&a.manifest.network_id), "{err}");
     assert!(err.contains(&b.manifest.network_id), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn min_height_reads_a_committed_write_and_a_height_not_reached_is_refused() {
+    let net = TestNet::new(NetOpts::default());
+    let node = net.start().await;
+    let client = net.client(node.api_addr());
+
+    let (_, sp) = net.proposal("alice", "put", &["seen", "yes"]);
+    let r = client.submit(&sp, true).await.unwrap();
+    let block = r.block.unwrap();
+
+    // At (or below) the node's height: answered as without the parameter, and the
+    // simulation sees the committed write.
+    let (_, q) = net.proposal("alice", "get", &["seen"]);
+    let a = client.query_after(&q, Some(block)).await.unwrap();
+    assert_eq!(hex::decode(a.response_hex).unwrap(), b"yes");
+    let (_, e) = net.proposal("alice", "put", &["seen", "again"]);
+    let pr = client.endorse_after(&e, Some(0)).await.unwrap();
+    assert!(!pr.response.is_empty());
+
+    // A height the node does not reach: 503 `behind`, naming both heights, after the wait.
+    let far = block + 1_000;
+    let (_, q) = net.proposal("alice", "get", &["seen"]);
+    match client.query_after(&q, Some(far)).await {
+        Err(ClientError::Api {
+            status,
+            error,
+            message,
+        }) => {
+            assert_eq!((status, error.as_str()), (503, "behind"));
+            assert!(message.contains(&far.to_string()), "{message}");
+            assert!(message.contains(&format!("height {block}")), "{message}");
+        }
+        other => panic!("expected 503 behind, got {other:?}"),
+    }
+    // Not a number: 400 naming the query string.
+    let (status, body) = client
+        .request(
+            hyper::Method::POST,
+            "/v1/endorse?min_height=soon",
+            Some("application/cbor"),
+            e.to_bytes().unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 400);
+    assert!(String::from_utf8_lossy(&body).contains("bad_query"));
+    // Nothing was ordered by any of this: the key still holds the first write.
+    assert_eq!(get(&net, &client, "seen").await.unwrap(), "yes");
+}

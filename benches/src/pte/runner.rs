@@ -259,6 +259,8 @@ enum Outcome {
         via_poll: bool,
         /// The contract's response (invokes; none if the node's answer did not carry it).
         response: Option<Vec<u8>>,
+        /// The block it committed in (invokes).
+        block: Option<u64>,
     },
     /// Not endorsed (or the query was refused): error kind and message.
     ProposalFailed((String, String)),
@@ -431,11 +433,13 @@ impl ProcEnv {
             },
         };
         let committed = match &outcome {
-            Outcome::Ok { response, .. } if self.tx_type == TransType::Invoke => Some(
+            Outcome::Ok {
+                response, block, ..
+            } if self.tx_type == TransType::Invoke => Some(
                 self.workload
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .committed(&call, response.as_deref().unwrap_or_default())
+                    .committed(&call, response.as_deref().unwrap_or_default(), *block)
                     .unwrap_or_else(|| call.key.clone()),
             ),
             Outcome::Ok { .. } => Some(call.key.clone()),
@@ -477,6 +481,7 @@ impl ProcEnv {
                 orderer,
                 via_poll,
                 response: _,
+                block: _,
             } => {
                 s.received += 1;
                 s.event.record(event);
@@ -555,6 +560,7 @@ impl ProcEnv {
                 orderer: None,
                 via_poll: false,
                 response: None,
+                block: None,
             },
             Err(e) => classify(&e, Step::Endorse),
         }
@@ -578,6 +584,7 @@ impl ProcEnv {
                         orderer: None,
                         via_poll: false,
                         response: hex::decode(&r.response_hex).ok(),
+                        block: r.block,
                     },
                     Some(code) => Outcome::TxFailed(local(format!("committed {code}"))),
                     None => Outcome::TxFailed(local("answered without a commit")),
@@ -599,7 +606,12 @@ impl ProcEnv {
         };
         // Endorse at every org the policy names, in parallel.
         let tp = Instant::now();
-        let answers = join_all(lane.endorsers.iter().map(|c| c.endorse(&sp))).await;
+        let answers = join_all(
+            lane.endorsers
+                .iter()
+                .map(|c| c.endorse_after(&sp, call.after_block)),
+        )
+        .await;
         let peer = tp.elapsed();
         let mut response: Option<Vec<u8>> = None;
         let mut endorsements = Vec::with_capacity(answers.len());
@@ -658,6 +670,7 @@ impl ProcEnv {
                 orderer: Some(orderer),
                 via_poll: seen.via_poll,
                 response: answer,
+                block: Some(seen.block),
             },
             Waited::Committed(seen) => Outcome::TxFailed(local(format!("committed {}", seen.code))),
             Waited::Timeout => Outcome::Timeout(local(format!(
@@ -1043,7 +1056,7 @@ async fn preload(env: &ProcEnv, pool: &LanePool, n: u32) -> Result<Vec<String>, 
                 .await
                 .map_err(|e| e.to_string())?;
             match r.code.as_deref() {
-                Some("VALID") => Ok(hex::decode(&r.response_hex).unwrap_or_default()),
+                Some("VALID") => Ok((hex::decode(&r.response_hex).unwrap_or_default(), r.block)),
                 other => Err(format!("committed {other:?}")),
             }
         }))
@@ -1054,8 +1067,11 @@ async fn preload(env: &ProcEnv, pool: &LanePool, n: u32) -> Result<Vec<String>, 
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         for (c, r) in calls.iter().zip(results) {
-            let response = r.map_err(PteError::Preload)?;
-            keys.push(w.committed(c, &response).unwrap_or_else(|| c.key.clone()));
+            let (response, block) = r.map_err(PteError::Preload)?;
+            keys.push(
+                w.committed(c, &response, block)
+                    .unwrap_or_else(|| c.key.clone()),
+            );
         }
         done += batch;
     }

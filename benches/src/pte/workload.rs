@@ -44,6 +44,9 @@ pub struct Call {
     pub key: String,
     /// Who signs it.
     pub signer: Signer,
+    /// Endorse only at nodes that have committed this block (the block of the transaction
+    /// whose result this call builds on; see `POST /v1/endorse?min_height=`).
+    pub after_block: Option<u64>,
 }
 
 /// Makes a process's calls. Implementations must be cheap: calls are made on the send path.
@@ -56,9 +59,9 @@ pub trait Workload: Send {
     fn setup(&self) -> Vec<Call> {
         Vec::new()
     }
-    /// `call`, an invoke of this workload, committed valid with the contract's `response`.
-    /// Returns the key a later query of it reads when `call.key` does not say it.
-    fn committed(&mut self, _call: &Call, _response: &[u8]) -> Option<String> {
+    /// `call`, an invoke of this workload, committed valid in `block` with the contract's
+    /// `response`. Returns the key a later query of it reads when `call.key` does not say it.
+    fn committed(&mut self, _call: &Call, _response: &[u8], _block: Option<u64>) -> Option<String> {
         None
     }
 }
@@ -191,6 +194,7 @@ impl Workload for TemplateWorkload {
             args,
             key,
             signer: Signer::Process,
+            after_block: None,
         }
     }
 
@@ -204,6 +208,7 @@ impl Workload for TemplateWorkload {
             args,
             key: key.to_string(),
             signer: Signer::Process,
+            after_block: None,
         }
     }
 }
@@ -233,7 +238,8 @@ const APPOINTMENT_AHEAD_MS: u64 = 3_600_000;
 #[derive(Debug, Clone)]
 pub struct HealthcareWorkload {
     doctor: hc::Identity,
-    pending: VecDeque<Hash32>,
+    /// Committed requests waiting for the doctor: appointment id and the block it is in.
+    pending: VecDeque<(Hash32, Option<u64>)>,
     rng: fastrand::Rng,
 }
 
@@ -252,7 +258,12 @@ impl HealthcareWorkload {
         self.pending.len()
     }
 
-    fn call<R: hc_client::Request>(req: &R, key: String, signer: Signer) -> Call {
+    fn call<R: hc_client::Request>(
+        req: &R,
+        key: String,
+        signer: Signer,
+        after_block: Option<u64>,
+    ) -> Call {
         // Encoding these fixed-shape requests cannot fail; an empty argument list would be
         // refused by the contract, and counted as a failed proposal, if it ever did.
         let args = hc_client::call(req).map(|(_, a)| a).unwrap_or_default();
@@ -262,17 +273,19 @@ impl HealthcareWorkload {
             args,
             key,
             signer,
+            after_block,
         }
     }
 }
 
 impl Workload for HealthcareWorkload {
     fn next_invoke(&mut self, _proc: u32, _seq: u64) -> Call {
-        if let Some(id) = self.pending.pop_front() {
+        if let Some((id, block)) = self.pending.pop_front() {
             return Self::call(
                 &hc::AcceptAppointment { appointment_id: id },
                 id.to_hex(),
                 Signer::Doctor,
+                block,
             );
         }
         let disease = DISEASES[self.rng.usize(..DISEASES.len())];
@@ -285,7 +298,7 @@ impl Workload for HealthcareWorkload {
             patient_pre_public_key: None,
             billing_pre_public_key: None,
         };
-        Self::call(&req, String::new(), Signer::Patient)
+        Self::call(&req, String::new(), Signer::Patient, None)
     }
 
     fn query(&mut self, key: &str, _proc: u32, _seq: u64) -> Call {
@@ -296,6 +309,7 @@ impl Workload for HealthcareWorkload {
             &hc::GetAppointmentStatus { appointment_id: id },
             key.to_string(),
             Signer::Patient,
+            None,
         )
     }
 
@@ -304,12 +318,12 @@ impl Workload for HealthcareWorkload {
             pre_public_key: None,
         };
         vec![
-            Self::call(&register, String::new(), Signer::Patient),
-            Self::call(&register, String::new(), Signer::Doctor),
+            Self::call(&register, String::new(), Signer::Patient, None),
+            Self::call(&register, String::new(), Signer::Doctor, None),
         ]
     }
 
-    fn committed(&mut self, call: &Call, response: &[u8]) -> Option<String> {
+    fn committed(&mut self, call: &Call, response: &[u8], block: Option<u64>) -> Option<String> {
         if call.function != <hc::RequestAppointment as hc_client::Request>::FUNCTION {
             return None;
         }
@@ -317,7 +331,7 @@ impl Workload for HealthcareWorkload {
         if self.pending.len() >= MAX_PENDING_APPOINTMENTS {
             self.pending.pop_front();
         }
-        self.pending.push_back(a.appointment_id);
+        self.pending.push_back((a.appointment_id, block));
         Some(a.appointment_id.to_hex())
     }
 }
@@ -480,7 +494,7 @@ mod tests {
 
         // The first request commits: its appointment is the next invoke, by the doctor.
         let id = sphr_crypto::hash::sha256(b"appointment one");
-        let key = w.committed(&r1, &appointment(id, &doctor));
+        let key = w.committed(&r1, &appointment(id, &doctor), Some(9));
         assert_eq!(key, Some(id.to_hex()));
         let acc = w.next_invoke(0, 2);
         assert_eq!(
@@ -488,14 +502,17 @@ mod tests {
             ("acceptAppointment", Signer::Doctor)
         );
         assert_eq!(acc.key, id.to_hex());
+        // Endorsed only where the request's block is committed.
+        assert_eq!(acc.after_block, Some(9));
+        assert_eq!(r1.after_block, None);
         let body: hc::AcceptAppointment =
             sphr_crypto::cbor::from_slice(&acc.args[0], 1 << 16).unwrap();
         assert_eq!(body.appointment_id, id);
         // Accepted once: the flow goes back to requests.
         assert_eq!(w.next_invoke(0, 3).function, "requestAppointment");
         // An acceptance committing adds nothing; an undecodable response adds nothing.
-        assert_eq!(w.committed(&acc, b"whatever"), None);
-        assert_eq!(w.committed(&r2, b"not cbor"), None);
+        assert_eq!(w.committed(&acc, b"whatever", Some(10)), None);
+        assert_eq!(w.committed(&r2, b"not cbor", Some(10)), None);
         assert_eq!(w.next_invoke(0, 4).function, "requestAppointment");
 
         // Queries read the status of an appointment, as the patient.

@@ -3,8 +3,8 @@
 //! | method | path | what |
 //! | --- | --- | --- |
 //! | POST | `/v1/transactions?wait=true` | submit a CBOR `SignedProposal`: endorse, order, (wait for commit) |
-//! | POST | `/v1/query` | evaluate a CBOR `SignedProposal` on committed state |
-//! | POST | `/v1/endorse` | endorse a CBOR `SignedProposal` at this node; answers a CBOR `ProposalResponse` |
+//! | POST | `/v1/query` | evaluate a CBOR `SignedProposal` on committed state (`?min_height=N`: once block N is committed here) |
+//! | POST | `/v1/endorse` | endorse a CBOR `SignedProposal` at this node; answers a CBOR `ProposalResponse` (`?min_height=N` as for query) |
 //! | POST | `/v1/broadcast?wait=true` | order a CBOR `Transaction` the client assembled |
 //! | GET | `/v1/transactions/{tx_id}` | where and how a tx committed |
 //! | GET | `/v1/blocks/{number}` | a block, without patient data |
@@ -31,6 +31,7 @@ pub mod model;
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -336,25 +337,77 @@ async fn submit(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<axum::Json<SubmitResponse>> {
-    let Query(q) = q.map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_query",
-            format!("query string: {}", e.body_text()),
-        )
-    })?;
+    let q = query_params(q)?;
     let sp = cbor_body(&headers, body)?;
     let wait = q.wait.unwrap_or(true);
     let out = s.gateway.submit(sp, wait).await?;
     Ok(axum::Json(submit_response(&out)))
 }
 
+/// The parameters of a query string, or 400 `bad_query` saying what was wrong with it.
+pub(crate) fn query_params<T>(
+    q: Result<Query<T>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<T> {
+    q.map(|Query(q)| q).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+            format!("query string: {}", e.body_text()),
+        )
+    })
+}
+
+/// `?min_height=N` of `POST /v1/endorse` and `POST /v1/query`: simulate only once this node
+/// has committed block N (read your own writes when a client endorses at nodes other than the
+/// one whose commit event it saw).
+#[derive(Debug, Deserialize)]
+struct HeightQuery {
+    #[serde(default)]
+    min_height: Option<u64>,
+}
+
+/// How long a request with `min_height` waits for this node to commit that block.
+pub const MIN_HEIGHT_WAIT: Duration = Duration::from_secs(3);
+
+/// Waits (at most [`MIN_HEIGHT_WAIT`]) until this node's ledger reaches the height the query
+/// asks for; 503 `behind` naming both heights if it does not.
+async fn reach_height(
+    s: &ApiState,
+    q: Result<Query<HeightQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<()> {
+    let q = query_params(q)?;
+    let Some(want) = q.min_height else {
+        return Ok(());
+    };
+    let deadline = tokio::time::Instant::now() + MIN_HEIGHT_WAIT;
+    loop {
+        let have = s.gateway.height();
+        if have >= want {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "behind",
+                format!(
+                    "this node is at height {have}; the request asks for min_height {want} \
+                     (waited {} ms): retry, or ask another node",
+                    MIN_HEIGHT_WAIT.as_millis()
+                ),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
 async fn endorse(
     State(s): State<ApiState>,
+    q: Result<Query<HeightQuery>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     let sp = cbor_body(&headers, body)?;
+    reach_height(&s, q).await?;
     let gw = s.gateway.clone();
     let pr = tokio::task::spawn_blocking(move || gw.endorse(&sp))
         .await
@@ -371,13 +424,7 @@ async fn broadcast(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<axum::Json<SubmitResponse>> {
-    let Query(q) = q.map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_query",
-            format!("query string: {}", e.body_text()),
-        )
-    })?;
+    let q = query_params(q)?;
     let body = raw_cbor_body(&headers, body, "Transaction")?;
     if body.len() > MAX_TX_BYTES {
         return Err(ApiError::new(
@@ -413,10 +460,12 @@ fn submit_response(out: &crate::gateway::SubmitOutcome) -> SubmitResponse {
 
 async fn query(
     State(s): State<ApiState>,
+    q: Result<Query<HeightQuery>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<axum::Json<QueryResponse>> {
     let sp = cbor_body(&headers, body)?;
+    reach_height(&s, q).await?;
     let gw = s.gateway.clone();
     let response = tokio::task::spawn_blocking(move || gw.query(&sp))
         .await

@@ -236,13 +236,7 @@ pub async fn blocks(
     State(s): State<ApiState>,
     q: Result<Query<BlocksQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<axum::Json<BlockPage>, ApiError> {
-    let Query(q) = q.map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_query",
-            format!("query string: {}", e.body_text()),
-        )
-    })?;
+    let q = crate::api::query_params(q)?;
     let limit = match q.limit.as_deref() {
         None => DEFAULT_BLOCKS_PAGE,
         Some(v) => parse_u64("limit", "bad_limit", v)?,
