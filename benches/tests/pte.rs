@@ -21,37 +21,22 @@ struct Net {
 
 /// One org (OrgA), one consenter node, a `loadgen` client user, kv under ANY.
 fn make_net() -> Net {
-    make_net_from(KV_SPEC)
+    make_net_from(&spec("pte-test", 0, "", "kv"))
 }
 
-const KV_SPEC: &str = r#"
-network = "pte-test"
-[block]
-max_tx = 100
-batch_timeout_ms = 10
-[raft]
-tick_ms = 20
-election_ticks = 10
-heartbeat_ticks = 2
-snapshot_interval = 50
-[[orgs]]
-name = "OrgA"
-[[orgs.nodes]]
-name = "node0"
-api_port = 17943
-p2p_port = 17900
-ops_port = 19943
-[[orgs.users]]
-name = "loadgen"
-role = "client"
-[[contracts]]
-name = "kv"
-policy = "ANY"
-"#;
-
 /// One org (OrgA), one node, a patient, a doctor and a `loadgen` user, healthcare under ANY.
-const HEALTHCARE_SPEC: &str = r#"
-network = "pte-healthcare-test"
+fn make_healthcare_net() -> Net {
+    let people = "[[orgs.users]]\nname = \"patient1\"\nrole = \"patient\"\n\
+                  [[orgs.users]]\nname = \"doctor1\"\nrole = \"doctor\"\n";
+    make_net_from(&spec("pte-healthcare-test", 1, people, "healthcare"))
+}
+
+/// A one-org, one-node genesis spec with a `loadgen` user, `more_users` (TOML), and
+/// `contract` under ANY; `port_offset` keeps the genesis ports of tests apart.
+fn spec(network: &str, port_offset: u16, more_users: &str, contract: &str) -> String {
+    format!(
+        r#"
+network = "{network}"
 [block]
 max_tx = 100
 batch_timeout_ms = 10
@@ -64,22 +49,21 @@ snapshot_interval = 50
 name = "OrgA"
 [[orgs.nodes]]
 name = "node0"
-api_port = 17944
-p2p_port = 17901
-ops_port = 19944
+api_port = {api}
+p2p_port = {p2p}
+ops_port = {ops}
 [[orgs.users]]
 name = "loadgen"
 role = "client"
-[[orgs.users]]
-name = "patient1"
-role = "patient"
-[[orgs.users]]
-name = "doctor1"
-role = "doctor"
-[[contracts]]
-name = "healthcare"
+{more_users}[[contracts]]
+name = "{contract}"
 policy = "ANY"
-"#;
+"#,
+        api = 17943 + port_offset,
+        p2p = 17900 + port_offset,
+        ops = 19943 + port_offset,
+    )
+}
 
 fn make_net_from(spec: &str) -> Net {
     let dir = tempfile::tempdir().unwrap();
@@ -294,7 +278,7 @@ async fn appointments_by_status(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_healthcare_flow_books_appointments_and_the_doctor_accepts_them() {
-    let net = make_net_from(HEALTHCARE_SPEC);
+    let net = make_healthcare_net();
     let node = sphr_node::service::start(&NodeConfig::load(&net.node_cfg).unwrap())
         .await
         .unwrap();

@@ -432,6 +432,8 @@ impl ProcEnv {
                 Flow::Client => self.invoke_client(lane, &call).await,
             },
         };
+        // An invoke that committed: the workload learns its result (and may name the key a
+        // later query reads, when the call's own key does not say it).
         let committed = match &outcome {
             Outcome::Ok {
                 response, block, ..
@@ -439,20 +441,19 @@ impl ProcEnv {
                 self.workload
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .committed(&call, response.as_deref().unwrap_or_default(), *block)
-                    .unwrap_or_else(|| call.key.clone()),
+                    .committed(&call, response.as_deref().unwrap_or_default(), *block),
             ),
-            Outcome::Ok { .. } => Some(call.key.clone()),
             _ => None,
         };
         self.record(outcome);
         if let (true, Some(key)) = (self.mix, committed) {
+            let key = key.as_deref().unwrap_or(&call.key);
             let seq = self.seq.load(Ordering::Relaxed);
             let q = self
                 .workload
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .query(&key, self.index, seq);
+                .query(key, self.index, seq);
             let out = self.query(lane, &q).await;
             let mut s = self.stats();
             s.q_sent += 1;
@@ -935,6 +936,34 @@ fn people_of(
     Ok((load(Role::Patient)?, load(Role::Doctor)?))
 }
 
+/// Submits `call` through the lane's gateway and waits for its commit, outside the measured
+/// run (setup, preload). Answers the contract's response and the block, or why it was not
+/// committed valid.
+async fn submit_unmeasured(
+    env: &ProcEnv,
+    lane: &Lane,
+    call: &Call,
+) -> Result<(Vec<u8>, Option<u64>), String> {
+    let signer = env.signer(call).map_err(|o| format!("{o:?}"))?;
+    let (_, sp) = make_proposal(
+        signer,
+        env.network_id,
+        &call.contract,
+        &call.function,
+        &call.args,
+    )
+    .map_err(|e| e.to_string())?;
+    let r = lane
+        .gateway
+        .submit(&sp, true)
+        .await
+        .map_err(|e| e.to_string())?;
+    match r.code.as_deref() {
+        Some("VALID") => Ok((hex::decode(&r.response_hex).unwrap_or_default(), r.block)),
+        other => Err(format!("committed {other:?}")),
+    }
+}
+
 /// Commits each process's workload setup calls (healthcare: registerUser for its patient and
 /// doctor), one after the other, through the process's gateway. Not measured.
 async fn setup(env: &ProcEnv, pool: &LanePool) -> Result<(), PteError> {
@@ -951,22 +980,7 @@ async fn setup(env: &ProcEnv, pool: &LanePool) -> Result<(), PteError> {
     };
     let mut result = Ok(());
     for c in &calls {
-        let r = async {
-            let signer = env.signer(c).map_err(|o| format!("{o:?}"))?;
-            let (_, sp) = make_proposal(signer, env.network_id, &c.contract, &c.function, &c.args)
-                .map_err(|e| e.to_string())?;
-            let r = lane
-                .gateway
-                .submit(&sp, true)
-                .await
-                .map_err(|e| e.to_string())?;
-            match r.code.as_deref() {
-                Some("VALID") => Ok(()),
-                other => Err(format!("committed {other:?}")),
-            }
-        }
-        .await;
-        if let Err(why) = r {
+        if let Err(why) = submit_unmeasured(env, &lane, c).await {
             result = Err(PteError::Setup(format!(
                 "process {}: {} as {:?}: {why}",
                 env.index, c.function, c.signer
@@ -1046,21 +1060,7 @@ async fn preload(env: &ProcEnv, pool: &LanePool, n: u32) -> Result<Vec<String>, 
         let Some((lane, _)) = pool.take().await else {
             return Err(PteError::Preload("no lane".into()));
         };
-        let results = join_all(calls.iter().map(|c| async {
-            let signer = env.signer(c).map_err(|o| format!("{o:?}"))?;
-            let (_, sp) = make_proposal(signer, env.network_id, &c.contract, &c.function, &c.args)
-                .map_err(|e| e.to_string())?;
-            let r = lane
-                .gateway
-                .submit(&sp, true)
-                .await
-                .map_err(|e| e.to_string())?;
-            match r.code.as_deref() {
-                Some("VALID") => Ok((hex::decode(&r.response_hex).unwrap_or_default(), r.block)),
-                other => Err(format!("committed {other:?}")),
-            }
-        }))
-        .await;
+        let results = join_all(calls.iter().map(|c| submit_unmeasured(env, &lane, c))).await;
         pool.put(lane);
         let mut w = env
             .workload
