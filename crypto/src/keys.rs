@@ -59,6 +59,15 @@ pub enum KeyError {
     Encoding(String),
 }
 
+/// 32 bytes from the operating system's random source, for nonces (not for keys: a key's
+/// seed is made and wiped inside [`SecretKey::generate`]). Costs a system call, where making
+/// a key to borrow its seed would also compute a public key (a scalar multiplication).
+pub fn random_nonce() -> Result<[u8; 32], KeyError> {
+    let mut nonce = [0u8; 32];
+    getrandom::fill(&mut nonce).map_err(|e| KeyError::Random(e.to_string()))?;
+    Ok(nonce)
+}
+
 /// An ed25519 signing key. Its bytes are wiped when it is dropped.
 #[derive(Clone)]
 pub struct SecretKey(ed25519_dalek::SigningKey);
@@ -265,6 +274,14 @@ mod tests {
         assert_eq!(pk.verify(b"hellp", &sig), Err(KeyError::BadSignature));
         let other = SecretKey::generate().unwrap().public_key();
         assert_eq!(other.verify(b"hello", &sig), Err(KeyError::BadSignature));
+    }
+
+    #[test]
+    fn nonces_differ() {
+        let a = random_nonce().unwrap();
+        let b = random_nonce().unwrap();
+        assert_ne!(a, b);
+        assert_ne!(a, [0u8; 32]);
     }
 
     #[test]

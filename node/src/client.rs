@@ -615,8 +615,7 @@ where
     I: IntoIterator,
     I::Item: AsRef<[u8]>,
 {
-    // 32 bytes from the operating system's random source (a fresh seed, used only as a nonce).
-    let nonce = Hash32(*SecretKey::generate()?.to_bytes());
+    let nonce = Hash32(sphr_crypto::keys::random_nonce()?);
     let proposal = Proposal {
         header: ProposalHeader {
             network_id,
