@@ -8,6 +8,8 @@
 #                                                 (default: the node's own, 20)
 #   ENDORSE_BATCH_INTERVAL_MAX_MS=20 testnet/up.sh 4  ... [p2p] endorse_batch_interval_max_ms
 #                                                 (default: the node's own, 100)
+#   SPHR_NODE_BIN=/tmp/sphr-node.old testnet/up.sh 4   run that build of sphr-node (A/B runs);
+#                                                 nothing is built
 #
 # Builds sphr-node once (release), makes genesis and identities in the run dir
 # (SPHR_TESTNET_DIR, default testnet/run), starts N `sphr-node run` processes, each with its own
@@ -28,9 +30,15 @@ if [ -f "$run/pids" ]; then
   done <"$run/pids"
 fi
 
-echo "== building sphr-node (release)"
-(cd "$root" && cargo build --release --locked -p sphr-node)
-bin="$root/target/release/sphr-node"
+if [ -n "${SPHR_NODE_BIN:-}" ]; then
+  # Another build of the node (an A/B comparison, say): used as it is, nothing is built.
+  bin="$SPHR_NODE_BIN"
+  [ -x "$bin" ] || { echo "SPHR_NODE_BIN=$bin is not an executable file" >&2; exit 2; }
+else
+  echo "== building sphr-node (release)"
+  (cd "$root" && cargo build --release --locked -p sphr-node)
+  bin="$root/target/release/sphr-node"
+fi
 
 rm -rf "$run"
 mkdir -p "$run"
