@@ -1,10 +1,22 @@
 //! ed25519 keys and signatures.
 //!
-//! Verification is strict (`verify_strict`): it refuses small-order keys and non-canonical
-//! signatures, so one signature has one meaning on every node. Weak (small-order) public keys
-//! are refused when a key is parsed, so they never get into a certificate. [`verify_many`]
-//! checks many signatures, each strictly (why not a batch equation: see its docs), and
-//! [`crate::sigcache`] lets a node skip the ones it has already verified.
+//! Signing is RFC 8032 (ed25519-dalek). Verification follows **ZIP-215** (ed25519-zebra): a
+//! signature is valid when `[8][s]B = [8]R + [8][k]A`, with `s` canonical (below the group
+//! order) and `R`, `A` any encoding of a curve point. ZIP-215 is the rule under which a batch
+//! check gives, for every signature in it, exactly the verdict of checking it alone, whatever
+//! else shares the batch and whatever random coefficients it draws. That is what lets
+//! [`verify_many`] use a batch equation (about 19 us a signature here, against 31 to 33 us one
+//! by one) while every node still reaches the same verdict on every transaction, though each
+//! node batches different signatures (each skips those it has verified already). The
+//! cofactorless `verify_strict` used before has no batch form with that property: a signature
+//! with a small-order component in `R` fails alone and passes some batches.
+//!
+//! What ZIP-215 accepts beyond `verify_strict`: signatures whose `R` has a small-order
+//! component or a non-canonical encoding. Only the key's holder can make them (`s` still needs
+//! the secret key), so they are other encodings of a signature, not forgeries; sphr never
+//! names anything by a signature's bytes (a transaction id is the hash of its proposal).
+//! Weak (small-order) public keys are still refused when a key is parsed, so they never get
+//! into a certificate: for such a key anyone could make signatures that verify.
 //!
 //! Decompressed keys are kept in a small bounded cache (keys are few; decompressing one costs
 //! about a tenth of a verification).
@@ -14,6 +26,7 @@ use std::fmt;
 use std::sync::{LazyLock, Mutex, MutexGuard, PoisonError};
 
 use ed25519_dalek::{Signer, VerifyingKey};
+use ed25519_zebra::{VerificationKey, VerificationKeyBytes};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 
@@ -25,7 +38,7 @@ const KEY_CACHE_SHARDS: usize = 16;
 const KEY_CACHE_PER_SHARD: usize = 256;
 
 /// One shard of [`KEY_CACHE`].
-type KeyShard = Mutex<HashMap<[u8; 32], VerifyingKey>>;
+type KeyShard = Mutex<HashMap<[u8; 32], VerificationKey>>;
 
 /// Valid, non-weak keys already decompressed in this process, by their 32 bytes. Decompressing
 /// costs a field exponentiation (about 3 us); a hit costs a lock and a lookup.
@@ -131,15 +144,17 @@ impl PublicKey {
     }
 
     /// The decompressed key, from the cache of valid keys when it is there.
-    fn verifying_key(&self) -> Result<VerifyingKey, KeyError> {
+    fn verifying_key(&self) -> Result<VerificationKey, KeyError> {
         let shard = KEY_CACHE.get(usize::from(self.0[0]) % KEY_CACHE_SHARDS);
         if let Some(vk) = shard.and_then(|m| lock(m).get(&self.0).copied()) {
             return Ok(vk);
         }
-        let vk = VerifyingKey::from_bytes(&self.0).map_err(|_| KeyError::InvalidPublicKey)?;
-        if vk.is_weak() {
+        // The point check and the small-order check; the verifier's own form of the key.
+        let point = VerifyingKey::from_bytes(&self.0).map_err(|_| KeyError::InvalidPublicKey)?;
+        if point.is_weak() {
             return Err(KeyError::WeakPublicKey);
         }
+        let vk = VerificationKey::try_from(self.0).map_err(|_| KeyError::InvalidPublicKey)?;
         if let Some(m) = shard {
             let mut m = lock(m);
             if m.len() >= KEY_CACHE_PER_SHARD {
@@ -150,11 +165,10 @@ impl PublicKey {
         Ok(vk)
     }
 
-    /// Strictly verifies `sig` over `msg`.
+    /// Verifies `sig` over `msg` (ZIP-215, see the module docs).
     pub fn verify(&self, msg: &[u8], sig: &Signature) -> Result<(), KeyError> {
         let vk = self.verifying_key()?;
-        let sig = ed25519_dalek::Signature::from_bytes(&sig.0);
-        vk.verify_strict(msg, &sig)
+        vk.verify(&sig.to_zebra(), msg)
             .map_err(|_| KeyError::BadSignature)
     }
 
@@ -190,6 +204,12 @@ impl fmt::Display for PublicKey {
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Signature(pub [u8; 64]);
 
+impl Signature {
+    fn to_zebra(self) -> ed25519_zebra::Signature {
+        ed25519_zebra::Signature::from_bytes(&self.0)
+    }
+}
+
 impl fmt::Debug for Signature {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Signature({})", hex::encode(&self.0[..8]))
@@ -209,35 +229,120 @@ pub fn signature_digest(msg: &[u8], sig: &Signature, pk: &PublicKey) -> [u8; 32]
     h.finalize().into()
 }
 
-/// Verifies many signatures. Returns, for each item, whether it verified strictly: exactly
-/// [`PublicKey::verify`] (`verify_strict`) on each item.
+/// Verifies many signatures. Returns, for each item, whether it verified: exactly what
+/// [`PublicKey::verify`] says of each item alone.
 ///
-/// Why not a batch equation: ed25519-dalek's `verify_batch` draws random coefficients, and any
-/// cofactorless batch can accept a signature crafted with a torsion component that
-/// `verify_strict` refuses, depending on which other signatures share the batch and on the
-/// coefficients. A committer's verdict must be the same on every node, whatever each node's
-/// cache of verified signatures leaves in the batch; per-signature `verify_strict` is the only
-/// check the ed25519 library offers with that property, and sphr does not write its own.
-/// The cost is paid down by skipping what this process has already verified
-/// ([`crate::sigcache::VerifiedSigs`]) and by the cache of decompressed keys.
+/// Two or more items are checked with one ZIP-215 batch equation (random 128-bit
+/// coefficients from the operating system); under ZIP-215 the batch holds if and only if every
+/// item verifies alone (but for a chance of 2^-128), so the verdicts do not depend on what
+/// shares the batch. When the batch fails, each item is checked alone to say which: a batch
+/// with a bad signature costs its batch check plus single checks.
 pub fn verify_many(items: &[(&[u8], &Signature, &PublicKey)]) -> Vec<bool> {
     verify_many_known(items, &[])
 }
 
 /// [`verify_many`] where `known[i]` says item `i` already passed [`PublicKey::verify`] in this
 /// process (a missing entry is false). A known item is true without work; the others are
-/// verified strictly, so the verdicts are exactly those of [`verify_many`], whatever this
-/// process happens to know. Only ever mark as known what verified strictly.
+/// verified, so the verdicts are exactly those of [`verify_many`], whatever this process
+/// happens to know. Only ever mark as known what verified.
 pub(crate) fn verify_many_known(
     items: &[(&[u8], &Signature, &PublicKey)],
     known: &[bool],
 ) -> Vec<bool> {
-    items
-        .iter()
-        .enumerate()
-        .map(|(i, (m, s, pk))| known.get(i).copied().unwrap_or(false) || pk.verify(m, s).is_ok())
-        .collect()
+    let mut out: Vec<bool> = (0..items.len())
+        .map(|i| known.get(i).copied().unwrap_or(false))
+        .collect();
+    // Items to check: their key parses and is not weak (an item whose key does not is false).
+    let todo: Vec<usize> = (0..items.len())
+        .filter(|&i| !out[i] && items[i].2.verifying_key().is_ok())
+        .collect();
+    if let [i] = todo[..] {
+        let (m, s, pk) = items[i];
+        out[i] = pk.verify(m, s).is_ok();
+        return out;
+    }
+    if todo.is_empty() {
+        return out;
+    }
+    if batch_holds(items, &todo) {
+        for i in todo {
+            out[i] = true;
+        }
+    } else {
+        for i in todo {
+            let (m, s, pk) = items[i];
+            out[i] = pk.verify(m, s).is_ok();
+        }
+    }
+    out
 }
+
+/// Bytes of randomness the batch verifier draws per signature (one 128-bit coefficient).
+const BATCH_RANDOM_BYTES_PER_ITEM: usize = 16;
+
+/// Whether the ZIP-215 batch equation over `items[todo]` holds. False also when the
+/// operating system's random source fails (the caller then checks each item alone).
+fn batch_holds(items: &[(&[u8], &Signature, &PublicKey)], todo: &[usize]) -> bool {
+    let mut rng = match BatchRandom::new(todo.len() * BATCH_RANDOM_BYTES_PER_ITEM) {
+        Ok(r) => r,
+        Err(_) => return false,
+    };
+    let mut batch = ed25519_zebra::batch::Verifier::new();
+    for &i in todo {
+        let (m, s, pk) = items[i];
+        batch.queue((VerificationKeyBytes::from(pk.0), s.to_zebra(), m));
+    }
+    let ok = batch.verify(&mut rng).is_ok();
+    ok && !rng.failed
+}
+
+/// The batch verifier's coefficients: random bytes fetched from the operating system up front
+/// (where a failure can be handled), then handed out; more than was fetched is fetched again,
+/// and a failure then is remembered so that the batch's verdict is not used.
+struct BatchRandom {
+    buf: Vec<u8>,
+    at: usize,
+    failed: bool,
+}
+
+impl BatchRandom {
+    fn new(n: usize) -> Result<Self, KeyError> {
+        let mut buf = vec![0u8; n];
+        getrandom::fill(&mut buf).map_err(|e| KeyError::Random(e.to_string()))?;
+        Ok(BatchRandom {
+            buf,
+            at: 0,
+            failed: false,
+        })
+    }
+}
+
+impl rand_core_06::RngCore for BatchRandom {
+    fn next_u32(&mut self) -> u32 {
+        rand_core_06::impls::next_u32_via_fill(self)
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        rand_core_06::impls::next_u64_via_fill(self)
+    }
+
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        let left = self.buf.len() - self.at;
+        if dest.len() <= left {
+            dest.copy_from_slice(&self.buf[self.at..self.at + dest.len()]);
+            self.at += dest.len();
+        } else if getrandom::fill(dest).is_err() {
+            self.failed = true;
+        }
+    }
+
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core_06::Error> {
+        self.fill_bytes(dest);
+        Ok(())
+    }
+}
+
+impl rand_core_06::CryptoRng for BatchRandom {}
 
 macro_rules! bytes_serde {
     ($t:ty, $n:expr) => {
@@ -260,7 +365,7 @@ bytes_serde!(Signature, 64);
 mod tests {
     use super::*;
     use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
-    use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
+    use curve25519_dalek::edwards::EdwardsPoint;
     use curve25519_dalek::scalar::Scalar;
     use curve25519_dalek::traits::IsIdentity;
     use sha2::Sha512;
@@ -336,10 +441,16 @@ mod tests {
     /// A signature of `seed`'s key over `msg` with R = [nonce]B + torsion and
     /// s = nonce + k a, so that [s]B = R - torsion + [k]A.
     fn crafted(seed: &[u8; 32], msg: &[u8], nonce: Scalar, torsion: EdwardsPoint) -> Signature {
-        let pk = SecretKey::from_bytes(seed).public_key();
         let r = (ED25519_BASEPOINT_POINT * nonce + torsion)
             .compress()
             .to_bytes();
+        crafted_with_r(seed, msg, nonce, r)
+    }
+
+    /// A signature with R given as bytes (any encoding of [nonce]B plus torsion) and
+    /// s = nonce + k a, k hashed over those bytes.
+    fn crafted_with_r(seed: &[u8; 32], msg: &[u8], nonce: Scalar, r: [u8; 32]) -> Signature {
+        let pk = SecretKey::from_bytes(seed).public_key();
         let s = nonce + hram(&r, &pk, msg) * secret_scalar(seed);
         let mut sig = [0u8; 64];
         sig[..32].copy_from_slice(&r);
@@ -368,84 +479,149 @@ mod tests {
         verify_many(&items)
     }
 
+    /// The edge cases where ed25519 rules differ: each gets the same verdict alone and in
+    /// every position of a batch, and the verdict is ZIP-215's (`verify_strict`'s differs
+    /// where the comment says).
     #[test]
-    fn crafted_signatures_match_verify_strict() {
+    fn crafted_signatures_same_verdict_alone_and_in_batches() {
         let seed = [9u8; 32];
         let pk = SecretKey::from_bytes(&seed).public_key();
+        let dalek = VerifyingKey::from_bytes(&pk.0).unwrap();
         let msg = b"crafted".to_vec();
         // The helper itself makes valid signatures when there is no torsion.
         let fine = crafted(&seed, &msg, Scalar::from(12345u64), EdwardsPoint::default());
         assert!(pk.verify(&msg, &fine).is_ok());
 
         let order8 = curve25519_dalek::constants::EIGHT_TORSION[1];
+        let order2 = curve25519_dalek::constants::EIGHT_TORSION[4];
         assert!(order8.is_small_order() && !order8.is_identity());
-        let cases: Vec<(&str, Signature)> = vec![
-            // R = identity, s = k a: the cofactorless equation holds, R has small order.
+        assert!(!order2.is_identity() && (order2 + order2).is_identity());
+        let torsion8 = crafted(&seed, &msg, Scalar::from(777u64), order8);
+        // s + l: the same point equation, a non-canonical scalar.
+        let non_canonical_s = {
+            let mut sig = fine;
+            let s = Scalar::from_canonical_bytes(sig.0[32..].try_into().unwrap()).unwrap();
+            let mut wide = [0u8; 32];
+            // s + l as a 256-bit integer (s < l < 2^253: no overflow).
+            let mut l = [0u8; 32];
+            l[..16].copy_from_slice(&[
+                0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9,
+                0xde, 0x14,
+            ]);
+            l[31] = 0x10;
+            assert_eq!(Scalar::from_bytes_mod_order(l), Scalar::ZERO);
+            let mut carry = 0u16;
+            for (i, w) in wide.iter_mut().enumerate() {
+                let v = u16::from(s.as_bytes()[i]) + u16::from(l[i]) + carry;
+                *w = v as u8;
+                carry = v >> 8;
+            }
+            sig.0[32..].copy_from_slice(&wide);
+            sig
+        };
+        // The identity's y = 1 encoded as 1 + p = 2^255 - 18.
+        let mut identity_plus_p = [0xffu8; 32];
+        identity_plus_p[0] = 0xee;
+        identity_plus_p[31] = 0x7f;
+        let mut torsion_wrong_s = torsion8;
+        torsion_wrong_s.0[32] ^= 1;
+
+        // (what, signature, ZIP-215 verdict, verify_strict verdict)
+        let cases: Vec<(&str, Signature, bool, bool)> = vec![
+            ("plain", fine, true, true),
+            // R = identity, s = k a: the equation holds, R has small order.
             (
                 "small-order R",
                 crafted(&seed, &msg, Scalar::ZERO, EdwardsPoint::default()),
+                true,
+                false,
             ),
-            // R = rB + T8: a mixed-order R, the equation is off by T8.
+            // R = rB + T: the cofactorless equation is off by T, the cofactored one holds.
+            ("order-8 torsion in R", torsion8, true, false),
             (
-                "torsion in R",
-                crafted(&seed, &msg, Scalar::from(777u64), order8),
+                "order-2 torsion in R",
+                crafted(&seed, &msg, Scalar::from(778u64), order2),
+                true,
+                false,
             ),
-            // s + l: the same point equation, a non-canonical scalar.
-            ("non-canonical s", {
-                let mut sig = fine;
-                let s = Scalar::from_canonical_bytes(sig.0[32..].try_into().unwrap()).unwrap();
-                let mut wide = [0u8; 32];
-                // s + l as a 256-bit integer (s < l < 2^253: no overflow).
-                let mut l = [0u8; 32];
-                l[..16].copy_from_slice(&[
-                    0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde,
-                    0xf9, 0xde, 0x14,
-                ]);
-                l[31] = 0x10;
-                assert_eq!(Scalar::from_bytes_mod_order(l), Scalar::ZERO);
-                let mut carry = 0u16;
-                for (i, w) in wide.iter_mut().enumerate() {
-                    let v = u16::from(s.as_bytes()[i]) + u16::from(l[i]) + carry;
-                    *w = v as u8;
-                    carry = v >> 8;
-                }
-                sig.0[32..].copy_from_slice(&wide);
-                sig
-            }),
-            // R's y encoded as y + p (here the identity, y = 1: 1 + p = 2^255 - 18).
-            ("non-canonical R", {
-                let mut sig = crafted(&seed, &msg, Scalar::ZERO, EdwardsPoint::default());
-                let mut r = [0xffu8; 32];
-                r[0] = 0xee;
-                r[31] = 0x7f;
-                sig.0[..32].copy_from_slice(&r);
-                sig
-            }),
+            ("non-canonical s", non_canonical_s, false, false),
+            (
+                "non-canonical R",
+                crafted_with_r(&seed, &msg, Scalar::ZERO, identity_plus_p),
+                true,
+                false,
+            ),
+            ("torsion in R and a wrong s", torsion_wrong_s, false, false),
         ];
-        // The small-order R really satisfies the batch equation: only the R check stops it.
-        let small = &cases[0].1;
-        let r = CompressedEdwardsY(small.0[..32].try_into().unwrap())
-            .decompress()
-            .unwrap();
-        assert!(r.is_identity());
         let (pks, msgs, sigs) = good_items();
-        for (what, sig) in cases {
-            assert!(pk.verify(&msg, &sig).is_err(), "{what}: verify_strict");
-            // Alone, first, in the middle and last of a batch of good signatures.
+        for (what, sig, zip215, strict) in cases {
+            let alone = pk.verify(&msg, &sig).is_ok();
+            assert_eq!(alone, zip215, "{what}: alone");
+            let d = ed25519_dalek::Signature::from_bytes(&sig.0);
+            assert_eq!(
+                dalek.verify_strict(&msg, &d).is_ok(),
+                strict,
+                "{what}: strict"
+            );
             assert_eq!(
                 run(&[pk], std::slice::from_ref(&msg), &[sig]),
-                vec![false],
+                vec![zip215],
                 "{what}"
             );
+            // First, in the middle and last of a batch of good signatures; and twice, so a
+            // batch holds two of it (two torsion components could cancel in a batch whose
+            // equation is not cofactored).
             for at in [0, 3, 6] {
                 let (mut p, mut m, mut s) = (pks.clone(), msgs.clone(), sigs.clone());
                 p.insert(at, pk);
                 m.insert(at, msg.clone());
                 s.insert(at, sig);
                 let mut expect = vec![true; 7];
-                expect[at] = false;
+                expect[at] = zip215;
                 assert_eq!(run(&p, &m, &s), expect, "{what} at {at}");
+                p.push(pk);
+                m.push(msg.clone());
+                s.push(sig);
+                expect.push(zip215);
+                assert_eq!(run(&p, &m, &s), expect, "{what} twice, at {at}");
             }
+        }
+    }
+
+    /// Many batches of good, torsion-crafted and bad signatures in random order: the batch
+    /// verdicts are the single verdicts, item by item.
+    #[test]
+    fn batch_verdicts_are_single_verdicts() {
+        let order = curve25519_dalek::constants::EIGHT_TORSION;
+        let seeds: Vec<[u8; 32]> = (1..=5u8).map(|i| [i; 32]).collect();
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for round in 0..40 {
+            let n = 2 + (next() % 12) as usize;
+            let mut pks = Vec::new();
+            let mut msgs = Vec::new();
+            let mut sigs = Vec::new();
+            for j in 0..n {
+                let seed = seeds[(next() % 5) as usize];
+                let msg = format!("round {round} item {j}").into_bytes();
+                let t = order[(next() % 8) as usize];
+                let mut sig = crafted(&seed, &msg, Scalar::from(next()), t);
+                if next() % 4 == 0 {
+                    sig.0[33] ^= 1 << (next() % 8);
+                }
+                pks.push(SecretKey::from_bytes(&seed).public_key());
+                msgs.push(msg);
+                sigs.push(sig);
+            }
+            let alone: Vec<bool> = (0..n)
+                .map(|i| pks[i].verify(&msgs[i], &sigs[i]).is_ok())
+                .collect();
+            assert_eq!(run(&pks, &msgs, &sigs), alone, "round {round}");
         }
     }
 

@@ -1,15 +1,15 @@
-//! A bounded, per-process set of signatures that this process has verified strictly.
+//! A bounded, per-process set of signatures that this process has verified.
 //!
 //! A transaction's signatures are checked several times on one node: the creator's when it is
 //! endorsed and again at commit; the node's own endorsement is made here and checked again at
 //! commit. [`VerifiedSigs`] remembers (key, message, signature) triples by their
 //! [`signature_digest`], so the committer can skip what this process already knows to be good.
 //!
-//! What gets in: only triples that passed [`PublicKey::verify`] (strict) through
+//! What gets in: only triples that passed [`PublicKey::verify`] through
 //! [`VerifiedSigs::verify`] or [`VerifiedSigs::verify_many`], and signatures this process made with its own key through
 //! [`VerifiedSigs::sign`] (valid by construction). There is no other way to insert: a forged
 //! signature fails `verify` and is never stored. [`VerifiedSigs::verify_many`] stores what it
-//! verified, since [`crate::keys::verify_many`] checks each signature strictly. Nothing is
+//! verified, since [`crate::keys::verify_many`] gives each signature its single verdict. Nothing is
 //! persisted; a restart starts empty.
 //!
 //! Lookups do not change verdicts: [`VerifiedSigs::verify_many`] gives exactly what
@@ -29,7 +29,7 @@ use crate::keys::{KeyError, PublicKey, SecretKey, Signature, signature_digest, v
 /// Default number of digests per generation: a few seconds of signatures at 10,000 tx/s.
 pub const DEFAULT_CAPACITY: usize = 65_536;
 
-/// Signatures this process verified strictly (or made), by [`signature_digest`].
+/// Signatures this process verified (or made), by [`signature_digest`].
 #[derive(Debug)]
 pub struct VerifiedSigs {
     sets: Mutex<Generations>,
@@ -62,7 +62,7 @@ impl VerifiedSigs {
         }
     }
 
-    /// Strictly verifies `sig` over `msg` under `pk`, or finds that it did so before.
+    /// Verifies `sig` over `msg` under `pk` ([`PublicKey::verify`]), or finds that it did so before.
     pub fn verify(&self, msg: &[u8], sig: &Signature, pk: &PublicKey) -> Result<(), KeyError> {
         let d = signature_digest(msg, sig, pk);
         if self.lookup(&d) {
@@ -81,7 +81,7 @@ impl VerifiedSigs {
     }
 
     /// [`crate::keys::verify_many`], skipping the items found here. The verdicts are the same
-    /// as without the cache; the items that verified (strictly, one by one) are remembered.
+    /// as without the cache; the items that verified are remembered.
     ///
     /// An item that repeats an earlier item of the same call (same key, message and
     /// signature: a batch endorsement shared by several transactions of one block) is not
@@ -297,7 +297,7 @@ mod tests {
             check(&items(&sigs, &msgs2)),
             vec![true, true, false, true, false, true]
         );
-        // What verify_many verified (strictly) is stored; what failed is not.
+        // What verify_many verified is stored; what failed is not.
         let before = c.len();
         let fresh = key(20);
         let m = b"fresh".to_vec();

@@ -38,7 +38,7 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(
                 *ok,
                 k.verify(m, s).is_ok(),
-                "batch verdict differs from verify_strict"
+                "batch verdict differs from the single verdict"
             );
         }
     }

@@ -11,7 +11,7 @@
 //! Properties:
 //! - a validator with a warm certificate cache gives the same codes as a fresh one;
 //! - every VALID transaction has a creator signature and endorsement signatures that pass
-//!   `verify_strict` one by one, distinct tx ids within the block, and a tx id not committed.
+//!   `PublicKey::verify` (ZIP-215) one by one, distinct tx ids within the block, and a tx id not committed.
 #![no_main]
 
 use std::collections::HashSet;

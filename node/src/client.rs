@@ -30,7 +30,7 @@ use rustls_pki_types::ServerName;
 use serde::de::DeserializeOwned;
 use serde_bytes::ByteBuf;
 use sphr_crypto::hash::Hash32;
-use sphr_crypto::keys::{KeyError, SecretKey};
+use sphr_crypto::keys::KeyError;
 use sphr_types::{Proposal, ProposalHeader, SignedProposal};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -643,6 +643,7 @@ where
 mod tests {
     use super::*;
     use sphr_crypto::cert::{Certificate, CertificateBody, Role};
+    use sphr_crypto::keys::SecretKey;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;

@@ -11,7 +11,7 @@
 //!     1. the three headers present, each well formed and within its size limit
 //!     2. |timestamp - now| <= trust.max_skew_ms
 //!     3. the certificate's org is in genesis, its CA signed it, now is inside its validity window
-//!     4. the signature verifies (strictly) under the certificate's key
+//!     4. the signature verifies (ZIP-215, `sphr_crypto::keys`) under the certificate's key
 //! ```
 //!
 //! The signed message binds the network id (a request for one network is refused by another),

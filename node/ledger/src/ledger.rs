@@ -386,7 +386,7 @@ impl Ledger {
         self.network_id
     }
 
-    /// Lets the committer skip signatures this process already verified strictly (see
+    /// Lets the committer skip signatures this process already verified (see
     /// [`Validator::set_verified_signatures`]); verdicts do not change.
     pub fn set_verified_signatures(
         &self,

@@ -34,9 +34,9 @@
 //!
 //! Cost: certificates already checked are remembered ([`CertCache`]); all creator and
 //! endorsement signatures of a block go through `verify_many` in chunks of
-//! [`SIG_BATCH_CHUNK`]. Each signature is checked strictly on its own (see
-//! `sphr_crypto::keys::verify_many`: a batch equation's verdict could depend on its company),
-//! so all nodes compute the same codes. Signatures this process already verified strictly (the
+//! [`SIG_BATCH_CHUNK`], each chunk one ZIP-215 batch equation whose verdict for each signature
+//! is the single verdict, whatever shares the chunk (see `sphr_crypto::keys`), so all nodes
+//! compute the same codes. Signatures this process already verified (the
 //! creator's at endorsement, its own endorsement, the remote endorsements its gateway checked:
 //! [`VerifiedSigs`], set with [`Validator::set_verified_signatures`]) are not checked again;
 //! the verdicts stay exactly the same.
@@ -104,7 +104,7 @@ pub struct Validator {
     /// `name@org` of each genesis node -> the latest `not_after` of its node certificates
     /// met (CA signature verified) in blocks validated since the ledger was opened.
     node_cert_expiry: BTreeMap<String, u64>,
-    /// Signatures this process already verified strictly (endorser, own endorsements): the
+    /// Signatures this process already verified (endorser, own endorsements): the
     /// creator and endorsement checks skip them, with the same verdicts.
     sigs: Option<Arc<VerifiedSigs>>,
 }
