@@ -36,10 +36,10 @@ use sphr_types::{
 };
 
 use crate::identity::Identity;
+use crate::metrics::Metrics;
 
 /// A message, its signature and the key to check it with.
 type SignedItem<'a> = (&'a [u8], &'a Signature, &'a PublicKey);
-use crate::metrics::Metrics;
 
 /// How far a proposal's timestamp may be from the endorser's clock.
 pub const MAX_CLOCK_SKEW_MS: u64 = 5 * 60 * 1000;
@@ -382,51 +382,39 @@ impl Endorser {
         // The checks of `check`, in its order, with the creators' signatures verified in one
         // batch (`VerifiedSigs::verify_many`: the same verdicts as one by one).
         let started = Instant::now();
-        let before: Vec<Result<Proposal, EndorseError>> = proposals
+        let before: Vec<Result<(&SignedProposal, Proposal), EndorseError>> = proposals
             .iter()
             .map(|sp| match sp {
                 Err(why) => Err(EndorseError::Malformed(why.clone())),
-                Ok(sp) => self.check_before_signature(sp, now_ms),
+                Ok(sp) => self.check_before_signature(sp, now_ms).map(|p| (sp, p)),
             })
             .collect();
-        let signed: Vec<(usize, SignedItem<'_>)> = proposals
+        let signed: Vec<SignedItem<'_>> = before
             .iter()
-            .zip(&before)
-            .enumerate()
-            .filter_map(|(i, (sp, p))| match (sp, p) {
-                (Ok(sp), Ok(p)) => Some((
-                    i,
-                    (
-                        sp.proposal.as_slice(),
-                        &sp.signature,
-                        &p.header.creator.body.public_key,
-                    ),
-                )),
-                _ => None,
+            .filter_map(|b| b.as_ref().ok())
+            .map(|(sp, p)| {
+                (
+                    sp.proposal.as_slice(),
+                    &sp.signature,
+                    &p.header.creator.body.public_key,
+                )
             })
             .collect();
-        let verdicts = self
-            .sigs
-            .verify_many(&signed.iter().map(|(_, item)| *item).collect::<Vec<_>>());
-        let mut signature_ok = vec![false; proposals.len()];
-        for ((i, _), ok) in signed.iter().zip(verdicts) {
-            if let Some(slot) = signature_ok.get_mut(*i) {
-                *slot = ok;
-            }
-        }
+        // One verdict per passed proposal, in order.
+        let mut verdicts = self.sigs.verify_many(&signed).into_iter();
         let mut out: Vec<Result<Unsigned, EndorseError>> = Vec::with_capacity(proposals.len());
-        for ((sp, p), signature_ok) in proposals.iter().zip(before).zip(signature_ok) {
-            out.push(match (sp, p) {
-                (_, Err(e)) => Err(e),
-                (Err(why), Ok(_)) => Err(EndorseError::Malformed(why.clone())),
-                (Ok(_), Ok(_)) if !signature_ok => Err(EndorseError::BadSignature),
-                (Ok(sp), Ok(p)) => self.check_after_signature(p, now_ms).and_then(|proposal| {
+        for b in before {
+            out.push(b.and_then(|(sp, p)| {
+                if !verdicts.next().unwrap_or(false) {
+                    return Err(EndorseError::BadSignature);
+                }
+                self.check_after_signature(p, now_ms).and_then(|proposal| {
                     let contract = proposal.contract.clone();
                     let unsigned = self.simulate_unsigned(state, sp, proposal);
                     self.observe(&contract, started, unsigned.is_ok());
                     unsigned
-                }),
-            });
+                })
+            }));
         }
         let payloads: Vec<&[u8]> = out
             .iter()
