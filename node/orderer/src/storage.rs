@@ -887,6 +887,24 @@ mod tests {
         segment_bytes: 64,
     };
 
+    /// Opens the sled database in `dir`. A database dropped a moment ago in this process keeps
+    /// its file lock until sled's background threads let go of it: wait for that (5 s at most).
+    fn open_db(dir: &Path) -> sled::Db {
+        let started = std::time::Instant::now();
+        loop {
+            match sled::open(dir) {
+                Ok(db) => return db,
+                Err(sled::Error::Io(e))
+                    if e.to_string().contains("could not acquire lock")
+                        && started.elapsed() < std::time::Duration::from_secs(5) =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(e) => panic!("opening {}: {e}", dir.display()),
+            }
+        }
+    }
+
     fn try_open(db: &sled::Db, dir: &Path) -> Result<SledRaftStorage, StoreError> {
         SledRaftStorage::open_with(
             db.open_tree("raft_log").unwrap(),
@@ -904,7 +922,7 @@ mod tests {
     fn everything_reloads_after_reopen() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let db = sled::open(dir.path()).unwrap();
+            let db = open_db(dir.path());
             let mut s = open(&db, dir.path());
             s.bootstrap(&[3, 1, 2]).unwrap();
             let ents: Vec<Entry> = (1..=10).map(|i| entry(i, 1 + i / 4)).collect();
@@ -919,7 +937,7 @@ mod tests {
             s.compact(6).unwrap();
             s.flush().unwrap();
         }
-        let db = sled::open(dir.path()).unwrap();
+        let db = open_db(dir.path());
         let mut s = open(&db, dir.path());
         assert!(s.is_initialized());
         s.bootstrap(&[1, 2, 3]).unwrap();
@@ -953,7 +971,7 @@ mod tests {
     #[test]
     fn voters_mismatch_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
+        let db = open_db(dir.path());
         let mut s = open(&db, dir.path());
         s.bootstrap(&[1, 2, 3]).unwrap();
         assert!(matches!(
@@ -965,7 +983,7 @@ mod tests {
     #[test]
     fn caller_bugs_are_errors_not_panics() {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
+        let db = open_db(dir.path());
         let mut s = open(&db, dir.path());
         s.bootstrap(&[1]).unwrap();
         s.append(&[entry(1, 1), entry(2, 1), entry(3, 1)]).unwrap();
@@ -1005,7 +1023,7 @@ mod tests {
     #[test]
     fn snapshot_request_beyond_stored_is_temporarily_unavailable() {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
+        let db = open_db(dir.path());
         let mut s = open(&db, dir.path());
         s.bootstrap(&[1]).unwrap();
         assert_eq!(
@@ -1029,7 +1047,7 @@ mod tests {
     #[test]
     fn refuses_other_format_version_and_unmarked_data() {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
+        let db = open_db(dir.path());
         let log = db.open_tree("l").unwrap();
         let meta = db.open_tree("m").unwrap();
         meta.insert(KEY_VERSION, &7u64.to_be_bytes()).unwrap();
@@ -1048,7 +1066,7 @@ mod tests {
     #[test]
     fn terms_held_in_memory_agree_with_the_log() {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
+        let db = open_db(dir.path());
         let mut s = open(&db, dir.path());
         s.append(&(1..=10).map(|i| entry(i, 1)).collect::<Vec<_>>())
             .unwrap();
@@ -1096,7 +1114,7 @@ mod tests {
     #[test]
     fn entry_bodies_go_to_segments_which_compaction_deletes_once_flushed() {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
+        let db = open_db(dir.path());
         let mut s = open(&db, dir.path());
         let entries: Vec<Entry> = (1..=30).map(|i| big(i, 1)).collect();
         s.append(&entries).unwrap();
@@ -1132,7 +1150,7 @@ mod tests {
     #[test]
     fn a_snapshot_discards_every_segment_but_entries_appended_before_the_flush_survive() {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
+        let db = open_db(dir.path());
         let mut s = open(&db, dir.path());
         s.append(&(1..=10).map(|i| big(i, 1)).collect::<Vec<_>>())
             .unwrap();
@@ -1155,7 +1173,7 @@ mod tests {
     #[test]
     fn a_format_1_log_with_entries_inline_opens_upgraded_and_reads_back() {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
+        let db = open_db(dir.path());
         let log = db.open_tree("raft_log").unwrap();
         let meta = db.open_tree("raft_meta").unwrap();
         // What format 1 wrote: term ++ protobuf for every entry.
@@ -1186,7 +1204,7 @@ mod tests {
     #[test]
     fn a_damaged_entry_file_is_an_error_naming_the_checksum() {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
+        let db = open_db(dir.path());
         let mut s = open(&db, dir.path());
         s.append(&(1..=3).map(|i| big(i, 1)).collect::<Vec<_>>())
             .unwrap();
@@ -1234,7 +1252,7 @@ mod tests {
     #[test]
     fn corrupt_entry_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
+        let db = open_db(dir.path());
         let log = db.open_tree("l").unwrap();
         let meta = db.open_tree("m").unwrap();
         let mut s =
