@@ -259,7 +259,10 @@ fn p2p_help(name: &str) -> Option<&'static str> {
             "Inbound requests answered busy (inbound queue full) and gossip the node could not take"
         }
         "sphr_p2p_raft_dropped_total" => {
-            "Raft messages dropped before sending (peer not connected, queue full) or not acknowledged"
+            "Raft messages dropped before sending (peer not connected, queue full, stream failed) or not acknowledged"
+        }
+        "sphr_p2p_raft_streams_opened_total" => {
+            "Raft streams opened to peers (one per peer and connection; a rising count means streams fail)"
         }
         "sphr_p2p_requests_failed_total" => {
             "Outbound requests that ended in an error (timeout, connection closed, refused)"

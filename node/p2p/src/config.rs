@@ -106,8 +106,9 @@ pub struct P2pLimits {
     /// Capacity of the queue from the handles to the swarm task; when full, Raft messages
     /// are dropped and other calls fail with `QueueFull`.
     pub command_queue: usize,
-    /// Outbound requests (all kinds) waiting for an answer from one peer; beyond this,
-    /// Raft messages are dropped and requests fail with `QueueFull`.
+    /// Outbound requests (all kinds) waiting for an answer from one peer, and Raft messages
+    /// queued for one peer's Raft stream; beyond this, Raft messages are dropped and
+    /// requests fail with `QueueFull`.
     pub max_in_flight_per_peer: usize,
     /// Inbound requests handed to the node and not answered yet, all peers together;
     /// beyond this, requests are answered "busy".
@@ -116,7 +117,9 @@ pub struct P2pLimits {
     /// a peer's request may take on our side (our node gets 90% of it to answer, so the
     /// requester hears "did not answer in time" rather than a dropped stream).
     pub request_timeout_ms: u64,
-    /// Timeout of a Raft message (its ack is immediate; this bounds a stuck stream).
+    /// Timeout of a Raft message: how long frames on a Raft stream may go unacknowledged
+    /// (acks come every 100 ms) or a `/sphr/raft/1` request unanswered, before the
+    /// connection is closed as dead.
     pub raft_timeout_ms: u64,
     /// Timeout of a blocks request.
     pub blocks_timeout_ms: u64,

@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::config::{self, P2pConfig, P2pLimits};
 use crate::error::P2pError;
 use crate::metrics::{Metrics, P2pStats};
+use crate::raft_stream;
 use crate::swarm;
 use crate::wire::{self, Envelope, Kind, Topic};
 
@@ -100,6 +101,10 @@ pub(crate) enum Command {
         peer: PeerId,
         addr: SocketAddr,
     },
+    /// Close every connection to the peer (a Raft stream found it dead); it is redialed.
+    Disconnect {
+        peer: PeerId,
+    },
     SetIsolated {
         on: bool,
         reply: oneshot::Sender<()>,
@@ -133,11 +138,33 @@ impl P2p {
             shutdown_rx,
             connected_tx,
             done_tx,
+            done_rx: done_rx.clone(),
         })
         .await?;
+        let links = started
+            .peer_ids
+            .iter()
+            .map(|(key, peer)| raft_stream::PeerLink {
+                peer: *peer,
+                key: *key,
+                name: started.names.get(key).cloned().unwrap_or_default(),
+            })
+            .collect();
+        let raft_queues = raft_stream::spawn_writers(
+            links,
+            &started.control,
+            &raft_stream::Shared {
+                network_id: config.network_id,
+                metrics: metrics.clone(),
+                limits: config.limits.clone(),
+            },
+            &cmd_tx,
+            &connected_rx,
+        );
         let handle = P2pHandle {
             inner: Arc::new(Inner {
                 cmd_tx,
+                raft_queues,
                 metrics,
                 limits: config.limits.clone(),
                 peer_ids: started.peer_ids,
@@ -157,6 +184,8 @@ impl P2p {
 
 struct Inner {
     cmd_tx: mpsc::Sender<Command>,
+    /// Each peer's Raft stream writer.
+    raft_queues: HashMap<PeerId, mpsc::Sender<Vec<u8>>>,
     metrics: Arc<Metrics>,
     limits: P2pLimits,
     peer_ids: HashMap<[u8; 32], PeerId>,
@@ -259,16 +288,18 @@ impl P2pHandle {
             Metrics::inc(&self.inner.metrics.raft_dropped_total);
             return Err(P2pError::NotConnected(self.name(&to)));
         }
-        self.inner
-            .cmd_tx
-            .try_send(Command::Raft { to: peer, body })
-            .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => {
-                    Metrics::inc(&self.inner.metrics.raft_dropped_total);
-                    P2pError::QueueFull("p2p command queue")
-                }
-                mpsc::error::TrySendError::Closed(_) => P2pError::Shutdown,
-            })
+        let queue = self
+            .inner
+            .raft_queues
+            .get(&peer)
+            .ok_or_else(|| P2pError::UnknownPeer(hex::encode(to)))?;
+        queue.try_send(body).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => {
+                Metrics::inc(&self.inner.metrics.raft_dropped_total);
+                P2pError::QueueFull("raft queue to the peer")
+            }
+            mpsc::error::TrySendError::Closed(_) => P2pError::Shutdown,
+        })
     }
 
     /// Sends a request and waits for the answer, at most `timeout` (and at most the kind's

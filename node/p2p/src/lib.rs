@@ -9,10 +9,12 @@
 //!   node (endorser, gateway, Raft driver, sync)
 //!     │  P2pHandle (Clone)                                ▲ mpsc::Receiver<Inbound> (bounded)
 //!     │  send_raft / request / publish / stats            │ Request{reply} | Raft | Gossip
-//!     ▼  bounded command queue                            │
+//!     ├─ send_raft ─► per-peer queue ─► raft stream writer ─── /sphr/raft/2 (one stream per
+//!     │                                 (raft_stream)           peer, frames one way, acks
+//!     ▼  bounded command queue                                  the other) ──► reader ─┘
 //!   ┌─────────────────────────── swarm task (tokio) ───────────────────────────────┐
-//!   │ allow_block_list ─ connection_limits ─ request-response x3 ─ gossipsub        │
-//!   │  (genesis keys)     (handshakes, per peer)  endorse/raft/blocks   blocks, txs │
+//!   │ allow_block_list ─ connection_limits ─ request-response x3 ─ stream ─ gossipsub │
+//!   │  (genesis keys)     (handshakes, per peer)  endorse/raft/blocks        blocks, txs│
 //!   │ redial with backoff 100 ms .. 5 s; replies from the node awaited with timeout │
 //!   └──────────────────────────────────┬──────────────────────────────────────────────┘
 //!            connection tasks: FrameCodec (length-prefixed CBOR envelope, size limit,
@@ -23,14 +25,17 @@
 //!
 //! - **Requests** (`Endorse`, `Blocks`) go to the node as [`Inbound::Request`] with a oneshot
 //!   for the answer; the swarm task sends the answer back when it comes, or an error when the
-//!   node takes longer than the kind's timeout. **Raft** messages are one-way: the p2p layer
-//!   acks them itself and hands them over as [`Inbound::Raft`].
+//!   node takes longer than the kind's timeout. **Raft** messages (and the transactions a
+//!   follower forwards to the leader) are one-way: they go as frames on one long-lived
+//!   `/sphr/raft/2` stream per peer, acknowledged in bulk, and are handed over as
+//!   [`Inbound::Raft`]; a peer that only speaks `/sphr/raft/1` gets one request per message,
+//!   acked by the p2p layer (see `raft_stream`).
 //! - **Gossip** (topics `sphr/<network-id prefix>/blocks` and `.../txs`) is validated before
 //!   it is forwarded: author and relaying peer in the allow-list, our network id, the topic's
 //!   kind, under the size limit; otherwise it is rejected and counted.
 //! - **Limits**: every queue is bounded and rejects when full (inbound requests are answered
 //!   "busy", Raft messages dropped and counted); every frame has a size limit checked before
-//!   it is read. See [`P2pLimits`].
+//!   it is read; a peer has at most four inbound Raft streams at once. See [`P2pLimits`].
 //!
 //! Wire format: [`wire`]. Counters: [`P2pStats`].
 
@@ -39,6 +44,7 @@ pub mod config;
 mod error;
 mod handle;
 mod metrics;
+mod raft_stream;
 mod swarm;
 pub mod wire;
 

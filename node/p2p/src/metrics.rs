@@ -20,6 +20,7 @@ pub(crate) struct Metrics {
     pub messages_out_total: AtomicU64,
     pub inbound_busy_total: AtomicU64,
     pub raft_dropped_total: AtomicU64,
+    pub raft_streams_opened_total: AtomicU64,
     pub requests_failed_total: AtomicU64,
     pub dials_total: AtomicU64,
     pub gossip_peers_blocks: AtomicU64,
@@ -59,6 +60,7 @@ impl Metrics {
             messages_out_total: get(&self.messages_out_total),
             inbound_busy_total: get(&self.inbound_busy_total),
             raft_dropped_total: get(&self.raft_dropped_total),
+            raft_streams_opened_total: get(&self.raft_streams_opened_total),
             requests_failed_total: get(&self.requests_failed_total),
             dials_total: get(&self.dials_total),
             gossip_peers_blocks: get(&self.gossip_peers_blocks),
@@ -102,9 +104,12 @@ pub struct P2pStats {
     /// Inbound requests answered "busy" (inbound queue full) and gossip the node could not
     /// take (forwarded all the same).
     pub inbound_busy_total: u64,
-    /// Raft messages dropped before sending (peer not connected, queue full, too many in
-    /// flight) or not acknowledged.
+    /// Raft messages dropped before sending (peer not connected, queue full, stream
+    /// failed) or not acknowledged (a `/sphr/raft/1` peer).
     pub raft_dropped_total: u64,
+    /// Raft streams (`/sphr/raft/2`) opened to peers: one per peer while its connection
+    /// lasts; a rising count means streams fail.
+    pub raft_streams_opened_total: u64,
     /// Outbound requests that ended in an error (timeout, connection closed, refused).
     pub requests_failed_total: u64,
     /// Dials started.
@@ -190,6 +195,11 @@ impl P2pStats {
                 name: "sphr_p2p_raft_dropped_total",
                 label: None,
                 value: self.raft_dropped_total,
+            },
+            Sample {
+                name: "sphr_p2p_raft_streams_opened_total",
+                label: None,
+                value: self.raft_streams_opened_total,
             },
             Sample {
                 name: "sphr_p2p_requests_failed_total",

@@ -41,6 +41,7 @@ use crate::config::{self, ConfigError, P2pConfig, P2pLimits};
 use crate::error::P2pError;
 use crate::handle::{Command, Inbound};
 use crate::metrics::Metrics;
+use crate::raft_stream;
 use crate::wire::{self, BadMessage, BadReason, Kind, Topic};
 
 /// The libp2p behaviours, in the order they are asked about a new connection: the
@@ -51,6 +52,8 @@ struct Behaviour {
     limits: connection_limits::Behaviour,
     endorse: request_response::Behaviour<FrameCodec>,
     raft: request_response::Behaviour<FrameCodec>,
+    /// The long-lived Raft streams (`/sphr/raft/2`, see [`crate::raft_stream`]).
+    stream: libp2p_stream::Behaviour,
     blocks: request_response::Behaviour<FrameCodec>,
     gossip: gossipsub::Behaviour<IdentityTransform, gossipsub::WhitelistSubscriptionFilter>,
 }
@@ -73,6 +76,8 @@ pub(crate) struct StartArgs<'a> {
     pub shutdown_rx: watch::Receiver<bool>,
     pub connected_tx: watch::Sender<Vec<[u8; 32]>>,
     pub done_tx: watch::Sender<()>,
+    /// Ends the Raft stream accept loop with the swarm task.
+    pub done_rx: watch::Receiver<()>,
 }
 
 pub(crate) struct Started {
@@ -80,6 +85,8 @@ pub(crate) struct Started {
     pub local_key: [u8; 32],
     pub peer_ids: HashMap<[u8; 32], PeerId>,
     pub names: HashMap<[u8; 32], String>,
+    /// Opens Raft streams to peers.
+    pub control: libp2p_stream::Control,
 }
 
 /// An allowed peer.
@@ -229,6 +236,7 @@ fn build_behaviour(
         limits: connection_limits::Behaviour::new(conn_limits),
         endorse: rr(Kind::Endorse),
         raft: rr(Kind::Raft),
+        stream: libp2p_stream::Behaviour::new(),
         blocks: rr(Kind::Blocks),
         gossip,
     })
@@ -346,6 +354,26 @@ pub(crate) async fn start(args: StartArgs<'_>) -> Result<Started, P2pError> {
     info!(target: TARGET, peer = %local_peer, key = %hex::encode(local_key), %local_addr,
           network = %hex::encode(&config.network_id[..8]), peers = peers.len(), "p2p listening");
 
+    let mut control = swarm.behaviour().stream.new_control();
+    let incoming = control
+        .accept(raft_stream::PROTOCOL)
+        .map_err(|e| P2pError::Build(format!("{}: {e}", raft_stream::PROTOCOL)))?;
+    let allowed_keys = peers
+        .iter()
+        .map(|(id, p)| (*id, (p.key, p.name.clone())))
+        .collect();
+    tokio::spawn(raft_stream::accept_loop(
+        incoming,
+        allowed_keys,
+        raft_stream::Shared {
+            network_id: config.network_id,
+            metrics: args.metrics.clone(),
+            limits: config.limits.clone(),
+        },
+        args.inbound_tx.clone(),
+        args.done_rx,
+    ));
+
     let task = Task {
         swarm,
         metrics: args.metrics,
@@ -368,6 +396,7 @@ pub(crate) async fn start(args: StartArgs<'_>) -> Result<Started, P2pError> {
         local_key,
         peer_ids,
         names,
+        control,
     })
 }
 
@@ -520,6 +549,7 @@ impl Task {
             SwarmEvent::Behaviour(BehaviourEvent::Raft(e)) => self.on_rr_event(Kind::Raft, e),
             SwarmEvent::Behaviour(BehaviourEvent::Blocks(e)) => self.on_rr_event(Kind::Blocks, e),
             SwarmEvent::Behaviour(BehaviourEvent::Gossip(e)) => self.on_gossip_event(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Stream(())) => {}
             SwarmEvent::Behaviour(BehaviourEvent::Allow(never)) => match never {},
             SwarmEvent::Behaviour(BehaviourEvent::Limits(never)) => match never {},
             SwarmEvent::ConnectionEstablished {
@@ -654,6 +684,9 @@ impl Task {
             Command::SetIsolated { on, reply } => {
                 self.set_isolated(on);
                 let _ = reply.send(());
+            }
+            Command::Disconnect { peer } => {
+                let _ = self.swarm.disconnect_peer_id(peer);
             }
             Command::SetPeerAddr { peer, addr } => {
                 let min = Duration::from_millis(self.limits.redial_min_ms);

@@ -10,6 +10,9 @@
 //!  │ u32 BE len │ CBOR ResponseEnvelope    │
 //!  └────────────┴──────────────────────────┘
 //!
+//!  /sphr/raft/2 (one long-lived stream per peer): request frames (kind raft), one after
+//!  another; the other way, acks: the count of frames read so far, a u64 BE (8 bytes).
+//!
 //!  Envelope         { network_id: bytes(32), kind: u8, body: bytes }
 //!  ResponseEnvelope { network_id: bytes(32), kind: u8, reply: {Ok: bytes} | {Err: text} }
 //! ```
@@ -34,7 +37,9 @@ pub const MAX_ERROR_TEXT: usize = 1024;
 pub enum Kind {
     /// Endorsement of a proposal (gateway to endorsing peers).
     Endorse,
-    /// A Raft message between consenters (answered with an empty ack by the p2p layer).
+    /// A Raft message between consenters: frames on the `/sphr/raft/2` stream, or, to a peer
+    /// that does not speak it, a `/sphr/raft/1` request answered with an empty ack by the p2p
+    /// layer.
     Raft,
     /// A block range fetch (a node catching up).
     Blocks,

@@ -386,10 +386,7 @@ async fn bad_frames_and_gossip_are_dropped_and_counted_while_serving() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raw_stranger_gets_nothing_through() {
     init_tracing();
-    let (a, a_inbound) = P2p::start(config(0, &[1], "127.0.0.1:0", limits()))
-        .await
-        .unwrap();
-    let mut a_seen = spawn_echo(a_inbound);
+    let (a, mut a_seen) = start_node0_echoing(limits()).await;
     // A valid key, not in the allow-list, sending a well-formed request at once.
     let mut stranger = RawClient::connect(seed(9), &a).await;
     let r = stranger
@@ -420,10 +417,7 @@ async fn peer_that_never_acks_raft_is_disconnected() {
         raft_timeout_ms: 300,
         ..limits()
     };
-    let (a, a_inbound) = P2p::start(config(0, &[1], "127.0.0.1:0", lim))
-        .await
-        .unwrap();
-    let _a_seen = spawn_echo(a_inbound);
+    let (a, _a_seen) = start_node0_echoing(lim).await;
     // Node 1's key, speaking the Raft protocol, never answering: a dead or stuck peer whose
     // TCP connection stays up.
     let mut raw = RawClient::connect(seed(1), &a).await;

@@ -157,6 +157,15 @@ pub fn spawn_echo(mut inbound: mpsc::Receiver<Inbound>) -> mpsc::Receiver<Seen> 
     rx
 }
 
+/// Node 0 alone, allowing node 1 (whose address it does not know), echoing: for tests that
+/// play node 1 with a hand-made libp2p peer.
+pub async fn start_node0_echoing(limits: P2pLimits) -> (P2pHandle, mpsc::Receiver<Seen>) {
+    let (a, inbound) = P2p::start(config(0, &[1], "127.0.0.1:0", limits))
+        .await
+        .unwrap();
+    (a, spawn_echo(inbound))
+}
+
 /// The next thing an echoing node saw, within [`SOON`].
 pub async fn next_seen(rx: &mut mpsc::Receiver<Seen>) -> Seen {
     bounded("next inbound message", rx.recv())

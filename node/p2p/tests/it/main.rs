@@ -6,6 +6,7 @@
 mod bad_frames;
 mod common;
 mod exchange;
+mod raft_stream;
 mod restart;
 mod stranger;
 mod timeouts;
