@@ -228,7 +228,8 @@ impl Writer {
             return;
         };
         let mut buf = Vec::with_capacity(batch.iter().map(|b| b.len() + 64).sum());
-        let n = batch.len();
+        // Frames in `buf`: what the peer will count and acknowledge.
+        let mut n = 0usize;
         for body in batch.drain(..) {
             let env = Envelope {
                 network_id: self.shared.network_id,
@@ -236,7 +237,10 @@ impl Writer {
                 body,
             };
             match wire::encode_frame(&env) {
-                Ok(frame) => buf.extend_from_slice(&frame),
+                Ok(frame) => {
+                    buf.extend_from_slice(&frame);
+                    n += 1;
+                }
                 Err(e) => {
                     warn!(target: TARGET, error = %e, "cannot encode a raft frame");
                     self.shared.dropped(1);
