@@ -153,11 +153,7 @@ impl P2p {
         let raft_queues = raft_stream::spawn_writers(
             links,
             &started.control,
-            &raft_stream::Shared {
-                network_id: config.network_id,
-                metrics: metrics.clone(),
-                limits: config.limits.clone(),
-            },
+            &raft_stream::Shared::new(&config, &metrics),
             &cmd_tx,
             &connected_rx,
         );

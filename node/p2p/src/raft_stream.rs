@@ -46,7 +46,7 @@ use tracing::{debug, info, warn};
 
 use crate::TARGET;
 use crate::codec::FrameCodec;
-use crate::config::P2pLimits;
+use crate::config::{P2pConfig, P2pLimits};
 use crate::handle::{Command, Inbound};
 use crate::metrics::Metrics;
 use crate::wire::{self, BadReason, Envelope, Kind};
@@ -79,6 +79,14 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    pub fn new(config: &P2pConfig, metrics: &Arc<Metrics>) -> Shared {
+        Shared {
+            network_id: config.network_id,
+            metrics: metrics.clone(),
+            limits: config.limits.clone(),
+        }
+    }
+
     fn codec(&self) -> FrameCodec {
         FrameCodec::new(
             Kind::Raft,

@@ -365,11 +365,7 @@ pub(crate) async fn start(args: StartArgs<'_>) -> Result<Started, P2pError> {
     tokio::spawn(raft_stream::accept_loop(
         incoming,
         allowed_keys,
-        raft_stream::Shared {
-            network_id: config.network_id,
-            metrics: args.metrics.clone(),
-            limits: config.limits.clone(),
-        },
+        raft_stream::Shared::new(config, &args.metrics),
         args.inbound_tx.clone(),
         args.done_rx,
     ));

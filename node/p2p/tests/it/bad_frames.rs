@@ -7,7 +7,7 @@ use std::time::Duration;
 use libp2p::futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, gossipsub, identity};
+use libp2p::{PeerId, StreamProtocol, Swarm, gossipsub};
 use sphr_p2p::wire::{self, Envelope, Reply, ResponseEnvelope};
 use sphr_p2p::{BadMessages, Kind, P2p, P2pHandle, Topic};
 
@@ -78,52 +78,36 @@ struct RawClient {
 
 impl RawClient {
     async fn connect(seed: [u8; 32], target: &P2pHandle) -> RawClient {
-        let mut seed = seed;
-        let key = identity::Keypair::ed25519_from_bytes(&mut seed).unwrap();
-        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
-            .with_tokio()
-            .with_tcp(
-                libp2p::tcp::Config::default(),
-                libp2p::noise::Config::new,
-                libp2p::yamux::Config::default,
-            )
-            .unwrap()
-            .with_behaviour(|key| {
-                let gcfg = gossipsub::ConfigBuilder::default()
-                    .max_transmit_size(1 << 20)
-                    .build()
-                    .unwrap();
-                Raw {
-                    endorse: request_response::Behaviour::new(
-                        [(Kind::Endorse.protocol(), ProtocolSupport::Outbound)],
-                        request_response::Config::default()
-                            .with_request_timeout(Duration::from_secs(10)),
-                    ),
-                    raft: request_response::Behaviour::new(
-                        [(Kind::Raft.protocol(), ProtocolSupport::Inbound)],
-                        request_response::Config::default()
-                            .with_request_timeout(Duration::from_secs(3600)),
-                    ),
-                    gossip: gossipsub::Behaviour::new(
-                        gossipsub::MessageAuthenticity::Signed(key.clone()),
-                        gcfg,
-                    )
-                    .unwrap(),
-                }
-            })
-            .unwrap()
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-            .build();
+        let mut swarm = raw_swarm(seed, |key| {
+            let gcfg = gossipsub::ConfigBuilder::default()
+                .max_transmit_size(1 << 20)
+                .build()
+                .unwrap();
+            Raw {
+                endorse: request_response::Behaviour::new(
+                    [(Kind::Endorse.protocol(), ProtocolSupport::Outbound)],
+                    request_response::Config::default()
+                        .with_request_timeout(Duration::from_secs(10)),
+                ),
+                raft: request_response::Behaviour::new(
+                    [(Kind::Raft.protocol(), ProtocolSupport::Inbound)],
+                    request_response::Config::default()
+                        .with_request_timeout(Duration::from_secs(3600)),
+                ),
+                gossip: gossipsub::Behaviour::new(
+                    gossipsub::MessageAuthenticity::Signed(key.clone()),
+                    gcfg,
+                )
+                .unwrap(),
+            }
+        });
         for topic in Topic::ALL {
             let t = gossipsub::IdentTopic::new(topic.name(&NET));
             swarm.behaviour_mut().gossip.subscribe(&t).unwrap();
         }
-        let target_pk = identity::ed25519::PublicKey::try_from_bytes(&target.local_key()).unwrap();
-        let target_id = identity::PublicKey::from(target_pk).to_peer_id();
-        let a = target.local_addr();
-        let addr: Multiaddr = format!("/ip4/{}/tcp/{}", a.ip(), a.port()).parse().unwrap();
+        let target_id = peer_id_of(&target.local_key());
         // Requests dial through this address, and are sent as soon as the connection is up.
-        swarm.add_peer_address(target_id, addr);
+        swarm.add_peer_address(target_id, dial_addr(target));
         RawClient {
             swarm,
             target: target_id,

@@ -4,6 +4,8 @@
 use std::future::Future;
 use std::time::Duration;
 
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{Multiaddr, PeerId, Swarm, identity};
 use sphr_crypto::keys::SecretKey;
 use sphr_p2p::{Inbound, Kind, P2p, P2pConfig, P2pHandle, P2pLimits, PeerInfo, Topic};
 use tokio::sync::mpsc;
@@ -27,6 +29,40 @@ pub fn seed(i: u8) -> [u8; 32] {
 
 pub fn key(i: u8) -> [u8; 32] {
     SecretKey::from_bytes(&seed(i)).public_key().0
+}
+
+/// The libp2p id of node `i`'s key.
+pub fn peer_id_of(key: &[u8; 32]) -> PeerId {
+    let pk = identity::ed25519::PublicKey::try_from_bytes(key).unwrap();
+    identity::PublicKey::from(pk).to_peer_id()
+}
+
+/// Where to dial a running node.
+pub fn dial_addr(target: &P2pHandle) -> Multiaddr {
+    let a = target.local_addr();
+    format!("/ip4/{}/tcp/{}", a.ip(), a.port()).parse().unwrap()
+}
+
+/// A bare libp2p swarm (TCP, noise, yamux, as sphr-p2p's) with key `seed` and the given
+/// behaviour: a hand-made peer for tests that write what sphr-p2p would not.
+pub fn raw_swarm<B: NetworkBehaviour>(
+    seed: [u8; 32],
+    behaviour: impl FnOnce(&identity::Keypair) -> B,
+) -> Swarm<B> {
+    let mut seed = seed;
+    let key = identity::Keypair::ed25519_from_bytes(&mut seed).unwrap();
+    libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(
+            libp2p::tcp::Config::default(),
+            libp2p::noise::Config::new,
+            libp2p::yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(behaviour)
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build()
 }
 
 /// Small limits so that oversized frames are cheap to make; short redial backoff.

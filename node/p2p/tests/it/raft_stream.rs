@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use libp2p::futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identity};
+use libp2p::{PeerId, StreamProtocol};
 use sphr_p2p::wire::{self, Envelope};
 use sphr_p2p::{Kind, P2pHandle, P2pLimits};
 
@@ -26,27 +26,10 @@ fn raft_frame(network_id: [u8; 32], body: &[u8]) -> Vec<u8> {
 /// A bare libp2p node with node 1's key that speaks only the stream protocol, driven by
 /// its own task; streams are opened and accepted through the returned control.
 async fn raw_stream_peer(target: &P2pHandle) -> (libp2p_stream::Control, PeerId) {
-    let mut s = seed(1);
-    let key = identity::Keypair::ed25519_from_bytes(&mut s).unwrap();
-    let mut swarm: Swarm<libp2p_stream::Behaviour> =
-        libp2p::SwarmBuilder::with_existing_identity(key)
-            .with_tokio()
-            .with_tcp(
-                libp2p::tcp::Config::default(),
-                libp2p::noise::Config::new,
-                libp2p::yamux::Config::default,
-            )
-            .unwrap()
-            .with_behaviour(|_| libp2p_stream::Behaviour::new())
-            .unwrap()
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-            .build();
+    let mut swarm = raw_swarm(seed(1), |_| libp2p_stream::Behaviour::new());
     let control = swarm.behaviour().new_control();
-    let target_pk = identity::ed25519::PublicKey::try_from_bytes(&target.local_key()).unwrap();
-    let target_id = identity::PublicKey::from(target_pk).to_peer_id();
-    let a = target.local_addr();
-    let addr: Multiaddr = format!("/ip4/{}/tcp/{}", a.ip(), a.port()).parse().unwrap();
-    swarm.dial(addr).unwrap();
+    let target_id = peer_id_of(&target.local_key());
+    swarm.dial(dial_addr(target)).unwrap();
     tokio::spawn(async move {
         loop {
             if let SwarmEvent::ConnectionClosed { .. } = swarm.select_next_some().await {
@@ -126,13 +109,7 @@ async fn peer_that_reads_raft_frames_but_never_acks_is_disconnected() {
     let (from, mut stream) = bounded("node 0 opens its raft stream", incoming.next())
         .await
         .unwrap();
-    assert_eq!(
-        from.to_bytes(),
-        PeerId::from(identity::PublicKey::from(
-            identity::ed25519::PublicKey::try_from_bytes(&key(0)).unwrap()
-        ))
-        .to_bytes()
-    );
+    assert_eq!(from, peer_id_of(&key(0)));
     // The frame is a /sphr/raft/1 request frame.
     let want = raft_frame(NET, b"append entries");
     let mut got = vec![0u8; want.len()];
