@@ -264,6 +264,9 @@ fn p2p_help(name: &str) -> Option<&'static str> {
         "sphr_p2p_raft_streams_opened_total" => {
             "Raft streams opened to peers (one per peer and connection; a rising count means streams fail)"
         }
+        "sphr_p2p_endorse_streams_opened_total" => {
+            "Endorse request streams opened to peers (one per peer and connection; a rising count means streams fail)"
+        }
         "sphr_p2p_requests_failed_total" => {
             "Outbound requests that ended in an error (timeout, connection closed, refused)"
         }

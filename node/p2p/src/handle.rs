@@ -13,6 +13,7 @@ use libp2p::PeerId;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::{self, P2pConfig, P2pLimits};
+use crate::endorse_stream;
 use crate::error::P2pError;
 use crate::metrics::{Metrics, P2pStats};
 use crate::raft_stream;
@@ -141,19 +142,24 @@ impl P2p {
             done_rx: done_rx.clone(),
         })
         .await?;
-        let links = started
-            .peer_ids
-            .iter()
-            .map(|(key, peer)| raft_stream::PeerLink {
-                peer: *peer,
-                key: *key,
-                name: started.names.get(key).cloned().unwrap_or_default(),
-            })
-            .collect();
-        let raft_queues = raft_stream::spawn_writers(
-            links,
+        let links = || {
+            started
+                .peer_ids
+                .iter()
+                .map(|(key, peer)| raft_stream::PeerLink {
+                    peer: *peer,
+                    key: *key,
+                    name: started.names.get(key).cloned().unwrap_or_default(),
+                })
+                .collect()
+        };
+        let shared = raft_stream::Shared::new(&config, &metrics);
+        let raft_queues =
+            raft_stream::spawn_writers(links(), &started.control, &shared, &cmd_tx, &connected_rx);
+        let endorse_queues = endorse_stream::spawn_clients(
+            links(),
             &started.control,
-            &raft_stream::Shared::new(&config, &metrics),
+            &shared,
             &cmd_tx,
             &connected_rx,
         );
@@ -161,6 +167,7 @@ impl P2p {
             inner: Arc::new(Inner {
                 cmd_tx,
                 raft_queues,
+                endorse_queues,
                 metrics,
                 limits: config.limits.clone(),
                 peer_ids: started.peer_ids,
@@ -182,6 +189,8 @@ struct Inner {
     cmd_tx: mpsc::Sender<Command>,
     /// Each peer's Raft stream writer.
     raft_queues: HashMap<PeerId, mpsc::Sender<Vec<u8>>>,
+    /// Each peer's endorse stream client.
+    endorse_queues: HashMap<PeerId, mpsc::Sender<endorse_stream::Request>>,
     metrics: Arc<Metrics>,
     limits: P2pLimits,
     peer_ids: HashMap<[u8; 32], PeerId>,
@@ -332,6 +341,33 @@ impl P2pHandle {
             });
         }
         let (reply, answer) = oneshot::channel();
+        if kind == Kind::Endorse
+            && let Some(queue) = self.inner.endorse_queues.get(&peer)
+        {
+            // On the peer's endorse stream (see `endorse_stream`).
+            if !self.is_running() {
+                return Err(P2pError::Shutdown);
+            }
+            if !self.is_connected(&to) {
+                return Err(P2pError::NotConnected(self.name(&to)));
+            }
+            queue
+                .try_send(endorse_stream::Request {
+                    body,
+                    reply,
+                    attempts: 0,
+                })
+                .map_err(|e| match e {
+                    mpsc::error::TrySendError::Full(_) => {
+                        P2pError::QueueFull("endorse queue to the peer")
+                    }
+                    mpsc::error::TrySendError::Closed(_) => P2pError::Shutdown,
+                })?;
+            return tokio::time::timeout(timeout, answer)
+                .await
+                .map_err(|_| P2pError::Timeout)?
+                .map_err(|_| P2pError::Shutdown)?;
+        }
         let cmd = Command::Request {
             to: peer,
             kind,

@@ -9,6 +9,7 @@
 //!   node (endorser, gateway, Raft driver, sync)
 //!     │  P2pHandle (Clone)                                ▲ mpsc::Receiver<Inbound> (bounded)
 //!     │  send_raft / request / publish / stats            │ Request{reply} | Raft | Gossip
+//!     ├─ request(Endorse) ─► per-peer queue ─► endorse client ─ /sphr/endorse/2 (ids) ─► server
 //!     ├─ send_raft ─► per-peer queue ─► raft stream writer ─── /sphr/raft/2 (one stream per
 //!     │                                 (raft_stream)           peer, frames one way, acks
 //!     ▼  bounded command queue                                  the other) ──► reader ─┘
@@ -24,8 +25,11 @@
 //! ```
 //!
 //! - **Requests** (`Endorse`, `Blocks`) go to the node as [`Inbound::Request`] with a oneshot
-//!   for the answer; the swarm task sends the answer back when it comes, or an error when the
-//!   node takes longer than the kind's timeout. **Raft** messages (and the transactions a
+//!   for the answer, which goes back when it comes, or an error when the node takes longer
+//!   than the kind's timeout. Endorse requests ride one long-lived `/sphr/endorse/2` stream
+//!   per peer, each with an id its answer carries back (see `endorse_stream`; a peer that
+//!   does not speak it gets `/sphr/endorse/1` request-response exchanges); block range
+//!   fetches are request-response exchanges, answered through the swarm task. **Raft** messages (and the transactions a
 //!   follower forwards to the leader) are one-way: they go as frames on one long-lived
 //!   `/sphr/raft/2` stream per peer, acknowledged in bulk, and are handed over as
 //!   [`Inbound::Raft`]; a peer that only speaks `/sphr/raft/1` gets one request per message,
@@ -41,6 +45,7 @@
 
 mod codec;
 pub mod config;
+mod endorse_stream;
 mod error;
 mod handle;
 mod metrics;

@@ -21,6 +21,7 @@ pub(crate) struct Metrics {
     pub inbound_busy_total: AtomicU64,
     pub raft_dropped_total: AtomicU64,
     pub raft_streams_opened_total: AtomicU64,
+    pub endorse_streams_opened_total: AtomicU64,
     pub requests_failed_total: AtomicU64,
     pub dials_total: AtomicU64,
     pub gossip_peers_blocks: AtomicU64,
@@ -61,6 +62,7 @@ impl Metrics {
             inbound_busy_total: get(&self.inbound_busy_total),
             raft_dropped_total: get(&self.raft_dropped_total),
             raft_streams_opened_total: get(&self.raft_streams_opened_total),
+            endorse_streams_opened_total: get(&self.endorse_streams_opened_total),
             requests_failed_total: get(&self.requests_failed_total),
             dials_total: get(&self.dials_total),
             gossip_peers_blocks: get(&self.gossip_peers_blocks),
@@ -110,6 +112,9 @@ pub struct P2pStats {
     /// Raft streams (`/sphr/raft/2`) opened to peers: one per peer while its connection
     /// lasts; a rising count means streams fail.
     pub raft_streams_opened_total: u64,
+    /// Endorse request streams (`/sphr/endorse/2`) opened to peers: one per peer while its
+    /// connection lasts; a rising count means streams fail.
+    pub endorse_streams_opened_total: u64,
     /// Outbound requests that ended in an error (timeout, connection closed, refused).
     pub requests_failed_total: u64,
     /// Dials started.
@@ -200,6 +205,11 @@ impl P2pStats {
                 name: "sphr_p2p_raft_streams_opened_total",
                 label: None,
                 value: self.raft_streams_opened_total,
+            },
+            Sample {
+                name: "sphr_p2p_endorse_streams_opened_total",
+                label: None,
+                value: self.endorse_streams_opened_total,
             },
             Sample {
                 name: "sphr_p2p_requests_failed_total",

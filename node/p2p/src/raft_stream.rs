@@ -64,7 +64,7 @@ pub(crate) const ACK_DELAY: Duration = Duration::from_millis(100);
 pub(crate) const MAX_INBOUND_STREAMS_PER_PEER: usize = 4;
 
 /// Frames written before one flush, at most.
-const MAX_FRAMES_PER_FLUSH: usize = 64;
+pub(crate) const MAX_FRAMES_PER_FLUSH: usize = 64;
 
 /// How long a peer that did not speak `/sphr/raft/2` gets `/sphr/raft/1` before it is asked
 /// again (it may have been upgraded).
@@ -87,11 +87,11 @@ impl Shared {
         }
     }
 
-    fn codec(&self) -> FrameCodec {
+    pub(crate) fn codec(&self, kind: Kind) -> FrameCodec {
         FrameCodec::new(
-            Kind::Raft,
+            kind,
             self.network_id,
-            self.limits.body_limit(Kind::Raft),
+            self.limits.body_limit(kind),
             self.metrics.clone(),
         )
     }
@@ -110,19 +110,113 @@ pub(crate) struct PeerLink {
     pub name: String,
 }
 
-/// Spawns a writer per peer; returns the queue of each. A writer ends when its queue's
-/// senders are all dropped.
-pub(crate) fn spawn_writers(
+/// What a per-peer stream task (a Raft writer, an endorse client) knows of its peer.
+pub(crate) struct PeerTask {
+    pub peer: PeerId,
+    pub key: [u8; 32],
+    pub name: String,
+    pub control: Control,
+    pub shared: Shared,
+    pub cmd_tx: mpsc::Sender<Command>,
+    pub connected: watch::Receiver<Vec<[u8; 32]>>,
+    /// Until when the peer gets the old request-response protocol instead (it did not speak
+    /// the stream's).
+    pub legacy_until: Option<Instant>,
+}
+
+/// Why a stream could not be opened.
+pub(crate) enum OpenFailed {
+    /// The peer does not speak the protocol: use the old one until [`LEGACY_RECHECK`].
+    Unsupported,
+    /// Anything else (not connected, the connection closing, timed out).
+    Other(String),
+}
+
+impl PeerTask {
+    pub(crate) fn is_connected(&self) -> bool {
+        self.connected.borrow().binary_search(&self.key).is_ok()
+    }
+
+    pub(crate) fn in_legacy(&self) -> bool {
+        self.legacy_until.is_some_and(|t| Instant::now() < t)
+    }
+
+    /// Closes every connection to the peer (it is redialed).
+    pub(crate) fn disconnect(&self) {
+        let _ = self
+            .cmd_tx
+            .try_send(Command::Disconnect { peer: self.peer });
+    }
+
+    /// Opens a stream of `protocol` to the peer, waiting at most `timeout`.
+    pub(crate) async fn open(
+        &mut self,
+        protocol: StreamProtocol,
+        timeout: Duration,
+    ) -> Result<Stream, OpenFailed> {
+        let opened = tokio::time::timeout(
+            timeout,
+            self.control.open_stream(self.peer, protocol.clone()),
+        )
+        .await;
+        match opened {
+            Ok(Ok(stream)) => {
+                debug!(target: TARGET, peer = %self.name, %protocol, "stream open");
+                Ok(stream)
+            }
+            Ok(Err(OpenStreamError::UnsupportedProtocol(_))) => {
+                info!(target: TARGET, peer = %self.name,
+                      "peer does not speak {protocol}: using the request-response protocol");
+                self.legacy_until = Some(Instant::now() + LEGACY_RECHECK);
+                Err(OpenFailed::Unsupported)
+            }
+            Ok(Err(e)) => {
+                debug!(target: TARGET, peer = %self.name, %protocol, error = %e, "cannot open a stream");
+                Err(OpenFailed::Other(format!(
+                    "cannot open a {protocol} stream: {e}"
+                )))
+            }
+            Err(_) => {
+                debug!(target: TARGET, peer = %self.name, %protocol, "opening a stream timed out");
+                Err(OpenFailed::Other(format!(
+                    "opening a {protocol} stream timed out"
+                )))
+            }
+        }
+    }
+}
+
+/// Adds what is queued already to `batch`, up to [`MAX_FRAMES_PER_FLUSH`] in all: what one
+/// flush of a per-peer task writes.
+pub(crate) fn top_up<R>(rx: &mut mpsc::Receiver<R>, batch: &mut Vec<R>) {
+    while batch.len() < MAX_FRAMES_PER_FLUSH {
+        match rx.try_recv() {
+            Ok(item) => batch.push(item),
+            Err(_) => break,
+        }
+    }
+}
+
+/// Spawns `run` for each peer with its [`PeerTask`] and a bounded queue
+/// (`max_in_flight_per_peer`); returns the queue of each. A task's queue closes when the
+/// handle's senders are all dropped.
+pub(crate) fn spawn_per_peer<R, F, Fut>(
     peers: Vec<PeerLink>,
     control: &Control,
     shared: &Shared,
     cmd_tx: &mpsc::Sender<Command>,
     connected: &watch::Receiver<Vec<[u8; 32]>>,
-) -> HashMap<PeerId, mpsc::Sender<Vec<u8>>> {
+    run: F,
+) -> HashMap<PeerId, mpsc::Sender<R>>
+where
+    R: Send + 'static,
+    F: Fn(PeerTask, mpsc::Receiver<R>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let mut queues = HashMap::new();
     for p in peers {
         let (tx, rx) = mpsc::channel(shared.limits.max_in_flight_per_peer);
-        let writer = Writer {
+        let task = PeerTask {
             peer: p.peer,
             key: p.key,
             name: p.name,
@@ -130,29 +224,59 @@ pub(crate) fn spawn_writers(
             shared: shared.clone(),
             cmd_tx: cmd_tx.clone(),
             connected: connected.clone(),
-            link: None,
             legacy_until: None,
         };
-        tokio::spawn(writer.run(rx));
+        tokio::spawn(run(task, rx));
         queues.insert(p.peer, tx);
     }
     queues
 }
 
-/// An open stream to the peer.
-struct Link {
-    wr: WriteHalf<Stream>,
+/// Spawns a Raft writer per peer; returns the queue of each.
+pub(crate) fn spawn_writers(
+    peers: Vec<PeerLink>,
+    control: &Control,
+    shared: &Shared,
+    cmd_tx: &mpsc::Sender<Command>,
+    connected: &watch::Receiver<Vec<[u8; 32]>>,
+) -> HashMap<PeerId, mpsc::Sender<Vec<u8>>> {
+    spawn_per_peer(peers, control, shared, cmd_tx, connected, |task, rx| {
+        Writer { task, link: None }.run(rx)
+    })
+}
+
+/// An open stream to the peer (also the endorse stream's, whose answers count as acks).
+pub(crate) struct Link {
+    pub wr: WriteHalf<Stream>,
     /// The peer's ack count; closed when the ack reader has ended (the stream failed).
-    acked: watch::Receiver<u64>,
-    sent: u64,
+    pub acked: watch::Receiver<u64>,
+    pub sent: u64,
     last_acked: u64,
     /// Since when frames have been waiting for an ack without progress.
     waiting_since: Option<Instant>,
 }
 
 impl Link {
+    pub(crate) fn new(wr: WriteHalf<Stream>, acked: watch::Receiver<u64>) -> Link {
+        Link {
+            wr,
+            acked,
+            sent: 0,
+            last_acked: 0,
+            waiting_since: None,
+        }
+    }
+
+    /// Counts `n` frames written: from now on they wait for their acks.
+    pub(crate) fn wrote(&mut self, n: usize) {
+        self.sent += n as u64;
+        if self.waiting_since.is_none() {
+            self.waiting_since = Some(Instant::now());
+        }
+    }
+
     /// Whether frames have waited longer than `timeout` with no ack progress.
-    fn overdue(&mut self, timeout: Duration) -> bool {
+    pub(crate) fn overdue(&mut self, timeout: Duration) -> bool {
         let acked = (*self.acked.borrow_and_update()).min(self.sent);
         if acked == self.sent {
             self.waiting_since = None;
@@ -169,15 +293,8 @@ impl Link {
 }
 
 struct Writer {
-    peer: PeerId,
-    key: [u8; 32],
-    name: String,
-    control: Control,
-    shared: Shared,
-    cmd_tx: mpsc::Sender<Command>,
-    connected: watch::Receiver<Vec<[u8; 32]>>,
+    task: PeerTask,
     link: Option<Link>,
-    legacy_until: Option<Instant>,
 }
 
 impl Writer {
@@ -185,47 +302,40 @@ impl Writer {
         let mut batch = Vec::with_capacity(MAX_FRAMES_PER_FLUSH);
         while let Some(first) = rx.recv().await {
             batch.push(first);
-            while batch.len() < MAX_FRAMES_PER_FLUSH {
-                match rx.try_recv() {
-                    Ok(body) => batch.push(body),
-                    Err(_) => break,
-                }
-            }
+            top_up(&mut rx, &mut batch);
             self.send(&mut batch).await;
             batch.clear();
         }
     }
 
     fn timeout(&self) -> Duration {
-        self.shared.limits.timeout(Kind::Raft)
+        self.task.shared.limits.timeout(Kind::Raft)
     }
 
     fn close_connection(&mut self, why: &str) {
-        warn!(target: TARGET, peer = %self.name, "raft stream {why}: closing the connection");
+        warn!(target: TARGET, peer = %self.task.name, "raft stream {why}: closing the connection");
         self.link = None;
-        let _ = self
-            .cmd_tx
-            .try_send(Command::Disconnect { peer: self.peer });
+        self.task.disconnect();
     }
 
     async fn send(&mut self, batch: &mut Vec<Vec<u8>>) {
-        if self.connected.borrow().binary_search(&self.key).is_err() {
+        if !self.task.is_connected() {
             self.link = None;
-            self.shared.dropped(batch.len());
+            self.task.shared.dropped(batch.len());
             return;
         }
-        if self.legacy_until.is_some_and(|t| Instant::now() < t) {
+        if self.task.in_legacy() {
             self.send_legacy(batch);
             return;
         }
         let timeout = self.timeout();
         if let Some(link) = &mut self.link {
             if link.acked.has_changed().is_err() {
-                debug!(target: TARGET, peer = %self.name, "raft stream ended; opening a new one");
+                debug!(target: TARGET, peer = %self.task.name, "raft stream ended; opening a new one");
                 self.link = None;
             } else if link.overdue(timeout) {
                 self.close_connection("acks stopped");
-                self.shared.dropped(batch.len());
+                self.task.shared.dropped(batch.len());
                 return;
             }
         }
@@ -240,7 +350,7 @@ impl Writer {
         let mut n = 0usize;
         for body in batch.drain(..) {
             let env = Envelope {
-                network_id: self.shared.network_id,
+                network_id: self.task.shared.network_id,
                 kind: Kind::Raft.code(),
                 body,
             };
@@ -251,7 +361,7 @@ impl Writer {
                 }
                 Err(e) => {
                     warn!(target: TARGET, error = %e, "cannot encode a raft frame");
-                    self.shared.dropped(1);
+                    self.task.shared.dropped(1);
                 }
             }
         }
@@ -261,23 +371,21 @@ impl Writer {
         };
         match tokio::time::timeout(timeout, write).await {
             Ok(Ok(())) => {
-                link.sent += n as u64;
-                if link.waiting_since.is_none() {
-                    link.waiting_since = Some(Instant::now());
-                }
-                self.shared
+                link.wrote(n);
+                self.task
+                    .shared
                     .metrics
                     .messages_out_total
                     .fetch_add(n as u64, Ordering::Relaxed);
             }
             Ok(Err(e)) => {
-                debug!(target: TARGET, peer = %self.name, error = %e, "raft stream write failed");
+                debug!(target: TARGET, peer = %self.task.name, error = %e, "raft stream write failed");
                 self.link = None;
-                self.shared.dropped(n);
+                self.task.shared.dropped(n);
             }
             Err(_) => {
                 self.close_connection("write timed out");
-                self.shared.dropped(n);
+                self.task.shared.dropped(n);
             }
         }
     }
@@ -285,42 +393,21 @@ impl Writer {
     /// Opens the stream; false (with the batch dropped or sent the old way) when it could
     /// not be opened.
     async fn open(&mut self, batch: &mut Vec<Vec<u8>>) -> bool {
-        let opened = tokio::time::timeout(
-            self.timeout(),
-            self.control.open_stream(self.peer, PROTOCOL),
-        )
-        .await;
-        match opened {
-            Ok(Ok(stream)) => {
+        match self.task.open(PROTOCOL, self.timeout()).await {
+            Ok(stream) => {
                 let (rd, wr) = stream.split();
                 let (ack_tx, acked) = watch::channel(0);
                 tokio::spawn(read_acks(rd, ack_tx));
-                Metrics::inc(&self.shared.metrics.raft_streams_opened_total);
-                debug!(target: TARGET, peer = %self.name, "raft stream open");
-                self.link = Some(Link {
-                    wr,
-                    acked,
-                    sent: 0,
-                    last_acked: 0,
-                    waiting_since: None,
-                });
+                Metrics::inc(&self.task.shared.metrics.raft_streams_opened_total);
+                self.link = Some(Link::new(wr, acked));
                 true
             }
-            Ok(Err(OpenStreamError::UnsupportedProtocol(_))) => {
-                info!(target: TARGET, peer = %self.name,
-                      "peer does not speak {PROTOCOL}: sending it Raft messages as /sphr/raft/1 requests");
-                self.legacy_until = Some(Instant::now() + LEGACY_RECHECK);
+            Err(OpenFailed::Unsupported) => {
                 self.send_legacy(batch);
                 false
             }
-            Ok(Err(e)) => {
-                debug!(target: TARGET, peer = %self.name, error = %e, "cannot open a raft stream");
-                self.shared.dropped(batch.len());
-                false
-            }
-            Err(_) => {
-                debug!(target: TARGET, peer = %self.name, "opening a raft stream timed out");
-                self.shared.dropped(batch.len());
+            Err(OpenFailed::Other(_)) => {
+                self.task.shared.dropped(batch.len());
                 false
             }
         }
@@ -329,11 +416,11 @@ impl Writer {
     fn send_legacy(&mut self, batch: &mut Vec<Vec<u8>>) {
         for body in batch.drain(..) {
             let cmd = Command::Raft {
-                to: self.peer,
+                to: self.task.peer,
                 body,
             };
-            if self.cmd_tx.try_send(cmd).is_err() {
-                self.shared.dropped(1);
+            if self.task.cmd_tx.try_send(cmd).is_err() {
+                self.task.shared.dropped(1);
             }
         }
     }
@@ -359,14 +446,21 @@ async fn read_acks(mut rd: ReadHalf<Stream>, acked: watch::Sender<u64>) {
     }
 }
 
-/// Serves inbound Raft streams until the swarm task has ended (`done` closes).
-pub(crate) async fn accept_loop(
+/// Serves the inbound streams of one protocol until the swarm task has ended (`done`
+/// closes): a stream from a peer outside the allow-list is counted and dropped, at most
+/// [`MAX_INBOUND_STREAMS_PER_PEER`] are served at once per peer, and each is handed to
+/// `serve` (with the peer's key and name) in a task of its own.
+pub(crate) async fn accept_loop<F, Fut>(
+    protocol: StreamProtocol,
     mut incoming: IncomingStreams,
     allowed: HashMap<PeerId, ([u8; 32], String)>,
-    shared: Shared,
-    inbound_tx: mpsc::Sender<Inbound>,
+    metrics: Arc<Metrics>,
     mut done: watch::Receiver<()>,
-) {
+    serve: F,
+) where
+    F: Fn(Stream, [u8; 32], String) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let open: HashMap<PeerId, Arc<AtomicUsize>> =
         allowed.keys().map(|p| (*p, Arc::default())).collect();
     loop {
@@ -380,22 +474,33 @@ pub(crate) async fn accept_loop(
         let (Some((from, name)), Some(count)) = (allowed.get(&peer).cloned(), open.get(&peer))
         else {
             // The allow-list refuses strangers before any stream; a second lock.
-            shared.metrics.bad(BadReason::NotAllowed);
-            warn!(target: TARGET, %peer, "raft stream from a peer not in the allow-list");
+            metrics.bad(BadReason::NotAllowed);
+            warn!(target: TARGET, %peer, %protocol, "stream from a peer not in the allow-list");
             continue;
         };
         if count.fetch_add(1, Ordering::Relaxed) >= MAX_INBOUND_STREAMS_PER_PEER {
             count.fetch_sub(1, Ordering::Relaxed);
-            warn!(target: TARGET, peer = %name, limit = MAX_INBOUND_STREAMS_PER_PEER,
-                  "too many raft streams from the peer: dropped the new one");
+            warn!(target: TARGET, peer = %name, %protocol, limit = MAX_INBOUND_STREAMS_PER_PEER,
+                  "too many streams from the peer: dropped the new one");
             continue;
         }
         let count = count.clone();
-        let (shared, inbound_tx) = (shared.clone(), inbound_tx.clone());
+        let served = serve(stream, from, name);
         tokio::spawn(async move {
-            serve(stream, from, &name, &shared, inbound_tx).await;
+            served.await;
             count.fetch_sub(1, Ordering::Relaxed);
         });
+    }
+}
+
+/// Serves one inbound Raft stream (see [`accept_loop`]).
+pub(crate) fn serve_raft(
+    shared: Shared,
+    inbound_tx: mpsc::Sender<Inbound>,
+) -> impl Fn(Stream, [u8; 32], String) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {
+    move |stream, from, name| {
+        let (shared, inbound_tx) = (shared.clone(), inbound_tx.clone());
+        Box::pin(async move { serve(stream, from, &name, &shared, inbound_tx).await })
     }
 }
 
@@ -419,7 +524,7 @@ async fn serve(
         }
         let _ = wr.close().await;
     });
-    let mut codec = shared.codec();
+    let mut codec = shared.codec(Kind::Raft);
     let mut read = 0u64;
     loop {
         // The codec checks the frame as it checks a /sphr/raft/1 request, and counts and

@@ -29,7 +29,9 @@ use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{DialError, ListenError, NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, Swarm, allow_block_list, connection_limits, identity};
+use libp2p::{
+    Multiaddr, PeerId, StreamProtocol, Swarm, allow_block_list, connection_limits, identity,
+};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
@@ -38,6 +40,7 @@ use zeroize::Zeroizing;
 use crate::TARGET;
 use crate::codec::{self, FrameCodec};
 use crate::config::{self, ConfigError, P2pConfig, P2pLimits};
+use crate::endorse_stream;
 use crate::error::P2pError;
 use crate::handle::{Command, Inbound};
 use crate::metrics::Metrics;
@@ -355,19 +358,33 @@ pub(crate) async fn start(args: StartArgs<'_>) -> Result<Started, P2pError> {
           network = %hex::encode(&config.network_id[..8]), peers = peers.len(), "p2p listening");
 
     let mut control = swarm.behaviour().stream.new_control();
-    let incoming = control
-        .accept(raft_stream::PROTOCOL)
-        .map_err(|e| P2pError::Build(format!("{}: {e}", raft_stream::PROTOCOL)))?;
-    let allowed_keys = peers
+    let allowed_keys: HashMap<PeerId, ([u8; 32], String)> = peers
         .iter()
         .map(|(id, p)| (*id, (p.key, p.name.clone())))
         .collect();
+    let shared = raft_stream::Shared::new(config, &args.metrics);
+    let accept = |control: &mut libp2p_stream::Control, protocol: StreamProtocol| {
+        control
+            .accept(protocol.clone())
+            .map_err(|e| P2pError::Build(format!("{protocol}: {e}")))
+    };
+    let incoming = accept(&mut control, raft_stream::PROTOCOL)?;
     tokio::spawn(raft_stream::accept_loop(
+        raft_stream::PROTOCOL,
+        incoming,
+        allowed_keys.clone(),
+        args.metrics.clone(),
+        args.done_rx.clone(),
+        raft_stream::serve_raft(shared.clone(), args.inbound_tx.clone()),
+    ));
+    let incoming = accept(&mut control, endorse_stream::PROTOCOL)?;
+    tokio::spawn(raft_stream::accept_loop(
+        endorse_stream::PROTOCOL,
         incoming,
         allowed_keys,
-        raft_stream::Shared::new(config, &args.metrics),
-        args.inbound_tx.clone(),
+        args.metrics.clone(),
         args.done_rx,
+        endorse_stream::serve_endorse(shared, args.inbound_tx.clone()),
     ));
 
     let task = Task {
@@ -574,6 +591,13 @@ impl Task {
             } => {
                 if let Some(p) = self.peers.get_mut(&peer_id) {
                     p.connections = num_established;
+                    if num_established > 0 {
+                        // A second connection (both ends dialed at once) going away; streams
+                        // on it fail and are reopened on the one that stays.
+                        debug!(target: TARGET, peer = %p.name, remaining = num_established,
+                               cause = %cause.as_ref().map(|c| c.to_string()).unwrap_or_else(|| "closed".into()),
+                               "connection closed");
+                    }
                     if num_established == 0 {
                         info!(target: TARGET, peer = %p.name,
                               cause = %cause.map(|c| c.to_string()).unwrap_or_else(|| "closed".into()),

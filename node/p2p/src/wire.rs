@@ -13,6 +13,9 @@
 //!  /sphr/raft/2 (one long-lived stream per peer): request frames (kind raft), one after
 //!  another; the other way, acks: the count of frames read so far, a u64 BE (8 bytes).
 //!
+//!  /sphr/endorse/2 (one long-lived stream per peer): each request is a u64 BE id and then a
+//!  request frame (kind endorse); each answer, in any order, the id and then a response frame.
+//!
 //!  Envelope         { network_id: bytes(32), kind: u8, body: bytes }
 //!  ResponseEnvelope { network_id: bytes(32), kind: u8, reply: {Ok: bytes} | {Err: text} }
 //! ```

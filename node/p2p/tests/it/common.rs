@@ -4,7 +4,8 @@
 use std::future::Future;
 use std::time::Duration;
 
-use libp2p::swarm::NetworkBehaviour;
+use libp2p::futures::StreamExt;
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm, identity};
 use sphr_crypto::keys::SecretKey;
 use sphr_p2p::{Inbound, Kind, P2p, P2pConfig, P2pHandle, P2pLimits, PeerInfo, Topic};
@@ -63,6 +64,41 @@ pub fn raw_swarm<B: NetworkBehaviour>(
         .unwrap()
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
         .build()
+}
+
+/// A bare libp2p node with node 1's key that speaks only the stream protocol, driven by
+/// its own task; streams are opened and accepted through the returned control.
+pub async fn raw_stream_peer(target: &P2pHandle) -> (libp2p_stream::Control, PeerId) {
+    let mut swarm = raw_swarm(seed(1), |_| libp2p_stream::Behaviour::new());
+    let control = swarm.behaviour().new_control();
+    let target_id = peer_id_of(&target.local_key());
+    swarm.dial(dial_addr(target)).unwrap();
+    tokio::spawn(async move {
+        loop {
+            if let SwarmEvent::ConnectionClosed { .. } = swarm.select_next_some().await {
+                tracing::debug!("raw peer: connection closed");
+            }
+        }
+    });
+    (control, target_id)
+}
+
+/// Node 0 (echoing, with `limits`) and a hand-made node 1 connected to it that takes the
+/// streams of `protocol` node 0 opens.
+pub async fn node0_and_raw_peer_accepting(
+    limits: P2pLimits,
+    protocol: libp2p::StreamProtocol,
+) -> (
+    P2pHandle,
+    mpsc::Receiver<Seen>,
+    libp2p_stream::Control,
+    libp2p_stream::IncomingStreams,
+) {
+    let (a, seen) = start_node0_echoing(limits).await;
+    let (mut control, _) = raw_stream_peer(&a).await;
+    let incoming = control.accept(protocol).unwrap();
+    wait_until("connected", || a.is_connected(&key(1))).await;
+    (a, seen, control, incoming)
 }
 
 /// Small limits so that oversized frames are cheap to make; short redial backoff.

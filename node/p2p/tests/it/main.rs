@@ -5,6 +5,7 @@
 
 mod bad_frames;
 mod common;
+mod endorse_stream;
 mod exchange;
 mod raft_stream;
 mod restart;

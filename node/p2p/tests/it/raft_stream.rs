@@ -4,11 +4,10 @@
 
 use std::time::Duration;
 
+use libp2p::StreamProtocol;
 use libp2p::futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
-use libp2p::swarm::SwarmEvent;
-use libp2p::{PeerId, StreamProtocol};
 use sphr_p2p::wire::{self, Envelope};
-use sphr_p2p::{Kind, P2pHandle, P2pLimits};
+use sphr_p2p::{Kind, P2pLimits};
 
 use crate::common::*;
 
@@ -21,23 +20,6 @@ fn raft_frame(network_id: [u8; 32], body: &[u8]) -> Vec<u8> {
         body: body.to_vec(),
     })
     .unwrap()
-}
-
-/// A bare libp2p node with node 1's key that speaks only the stream protocol, driven by
-/// its own task; streams are opened and accepted through the returned control.
-async fn raw_stream_peer(target: &P2pHandle) -> (libp2p_stream::Control, PeerId) {
-    let mut swarm = raw_swarm(seed(1), |_| libp2p_stream::Behaviour::new());
-    let control = swarm.behaviour().new_control();
-    let target_id = peer_id_of(&target.local_key());
-    swarm.dial(dial_addr(target)).unwrap();
-    tokio::spawn(async move {
-        loop {
-            if let SwarmEvent::ConnectionClosed { .. } = swarm.select_next_some().await {
-                tracing::debug!("raw peer: connection closed");
-            }
-        }
-    });
-    (control, target_id)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -100,10 +82,7 @@ async fn peer_that_reads_raft_frames_but_never_acks_is_disconnected() {
         raft_timeout_ms: 300,
         ..limits()
     };
-    let (a, _a_seen) = start_node0_echoing(lim).await;
-    let (mut control, _) = raw_stream_peer(&a).await;
-    let mut incoming = control.accept(RAFT_STREAM).unwrap();
-    wait_until("connected", || a.is_connected(&key(1))).await;
+    let (a, _a_seen, _control, mut incoming) = node0_and_raw_peer_accepting(lim, RAFT_STREAM).await;
 
     a.send_raft(key(1), b"append entries".to_vec()).unwrap();
     let (from, mut stream) = bounded("node 0 opens its raft stream", incoming.next())
