@@ -195,7 +195,7 @@ pub struct P2pSection {
     /// Most time between two endorse requests to one peer under steady load, in ms (0 to
     /// 1000): the interval grows from `endorse_batch_interval_ms` toward it while the peer
     /// answers slowly (16 round trips). At or below `endorse_batch_interval_ms` the interval
-    /// is fixed. Default 100.
+    /// is fixed. Default 20 (fixed).
     pub endorse_batch_interval_max_ms: u64,
     /// Message sizes, queues and timeouts.
     pub limits: sphr_p2p::P2pLimits,

@@ -20,19 +20,19 @@
 //! meanwhile. Under light load (proposals to a peer further apart than the interval) every
 //! request carries one proposal and waits for nothing; under steady load each peer gets at
 //! most one request per interval (plus what the in-flight limit lets through), so one libp2p
-//! stream, one blocking task, one signature and one answer serve several proposals (up to
+//! frame, one blocking task, one signature and one answer serve several proposals (up to
 //! [`MAX_ENDORSE_BATCH`]), and proposals queue (bounded: [`ENDORSE_QUEUE_PER_PEER`]) instead
 //! of failing for want of streams.
 //!
-//! The interval follows how fast the peer answers: [`PACING_RTT_FACTOR`] times the smoothed
+//! The interval can follow how fast the peer answers: [`PACING_RTT_FACTOR`] times the smoothed
 //! round trip of the batcher's requests, never below `[p2p] endorse_batch_interval_ms`
-//! (default 20 ms) nor above `[p2p] endorse_batch_interval_max_ms` (default 100 ms). A peer
-//! with CPU to spare answers in a millisecond or two and gets requests every 20 ms; a busy one
-//! answers in 6 ms or more and gets one request every 100 ms carrying five times as many
-//! proposals. A request costs about 600 us of CPU across both nodes (stream negotiation,
-//! timers, wake-ups, the batch signature and its checks at every committer), so on a
-//! saturated machine fewer, larger requests leave more CPU for transactions, and the wait
-//! they add is small next to the queueing they remove.
+//! (default 20 ms) nor above `[p2p] endorse_batch_interval_max_ms` (default 20 ms too, so by
+//! default the interval is fixed). With a higher maximum a busy peer (answers in 6 ms or
+//! more) gets fewer requests carrying more proposals each. That paid when every request was
+//! a libp2p exchange of its own (a substream, a negotiation, timers: about 600 us of CPU per
+//! request across the nodes); since requests ride one long-lived stream per peer
+//! (`/sphr/endorse/2` in sphr-p2p) a fixed 20 ms gives the same CPU per transaction at
+//! saturation and about half the latency (BENCHMARKS.md, session 11).
 //!
 //! Every decode is size-limited; anything malformed, from the wrong sender or of the wrong kind
 //! is dropped and counted in `sphr_p2p_node_dropped_total{reason}`; nothing panics.
@@ -80,7 +80,7 @@ pub const DEFAULT_ENDORSE_BATCH_INTERVAL: Duration = Duration::from_millis(20);
 
 /// Default most interval between endorse requests to one peer
 /// (`[p2p] endorse_batch_interval_max_ms`).
-pub const DEFAULT_ENDORSE_BATCH_INTERVAL_MAX: Duration = Duration::from_millis(100);
+pub const DEFAULT_ENDORSE_BATCH_INTERVAL_MAX: Duration = Duration::from_millis(20);
 
 /// The pacing interval is this many smoothed round trips of the batcher's requests (within
 /// [`Pacing`]'s bounds).
