@@ -407,29 +407,19 @@ async fn read_answers(
     }
 }
 
-/// Serves one inbound endorse stream (see [`crate::raft_stream::accept_loop`]).
-pub(crate) fn serve_endorse(
-    shared: Shared,
-    inbound_tx: mpsc::Sender<Inbound>,
-) -> impl Fn(Stream, [u8; 32], String) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-    move |stream, from, name| {
-        let (shared, inbound_tx) = (shared.clone(), inbound_tx.clone());
-        Box::pin(async move { serve(stream, from, &name, &shared, inbound_tx).await })
-    }
-}
-
 /// An answer being prepared: the request's id and the node's reply.
 type Answering = (u64, oneshot::Receiver<Result<Vec<u8>, String>>);
 
-/// Reads requests from one inbound stream, hands them to the node and has their answers
-/// written back.
-async fn serve(
+/// Reads requests from one inbound endorse stream, hands them to the node and has their
+/// answers written back (see [`crate::raft_stream::accept_loop`]).
+pub(crate) async fn serve(
     stream: Stream,
     from: [u8; 32],
-    name: &str,
-    shared: &Shared,
+    name: String,
+    shared: Shared,
     inbound_tx: mpsc::Sender<Inbound>,
 ) {
+    let (name, shared) = (name.as_str(), &shared);
     let (mut rd, wr) = stream.split();
     // Bounded: with this many answers being prepared the reader waits (and so does the peer).
     let (answer_tx, answer_rx) = mpsc::channel::<Answering>(shared.limits.max_pending_replies);

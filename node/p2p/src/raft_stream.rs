@@ -450,15 +450,15 @@ async fn read_acks(mut rd: ReadHalf<Stream>, acked: watch::Sender<u64>) {
 /// closes): a stream from a peer outside the allow-list is counted and dropped, at most
 /// [`MAX_INBOUND_STREAMS_PER_PEER`] are served at once per peer, and each is handed to
 /// `serve` (with the peer's key and name) in a task of its own.
-pub(crate) async fn accept_loop<F, Fut>(
+pub(crate) async fn accept_loop<Fut>(
     protocol: StreamProtocol,
     mut incoming: IncomingStreams,
     allowed: HashMap<PeerId, ([u8; 32], String)>,
-    metrics: Arc<Metrics>,
+    shared: Shared,
+    inbound_tx: mpsc::Sender<Inbound>,
     mut done: watch::Receiver<()>,
-    serve: F,
+    serve: fn(Stream, [u8; 32], String, Shared, mpsc::Sender<Inbound>) -> Fut,
 ) where
-    F: Fn(Stream, [u8; 32], String) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let open: HashMap<PeerId, Arc<AtomicUsize>> =
@@ -474,7 +474,7 @@ pub(crate) async fn accept_loop<F, Fut>(
         let (Some((from, name)), Some(count)) = (allowed.get(&peer).cloned(), open.get(&peer))
         else {
             // The allow-list refuses strangers before any stream; a second lock.
-            metrics.bad(BadReason::NotAllowed);
+            shared.metrics.bad(BadReason::NotAllowed);
             warn!(target: TARGET, %peer, %protocol, "stream from a peer not in the allow-list");
             continue;
         };
@@ -485,7 +485,7 @@ pub(crate) async fn accept_loop<F, Fut>(
             continue;
         }
         let count = count.clone();
-        let served = serve(stream, from, name);
+        let served = serve(stream, from, name, shared.clone(), inbound_tx.clone());
         tokio::spawn(async move {
             served.await;
             count.fetch_sub(1, Ordering::Relaxed);
@@ -493,25 +493,15 @@ pub(crate) async fn accept_loop<F, Fut>(
     }
 }
 
-/// Serves one inbound Raft stream (see [`accept_loop`]).
-pub(crate) fn serve_raft(
-    shared: Shared,
-    inbound_tx: mpsc::Sender<Inbound>,
-) -> impl Fn(Stream, [u8; 32], String) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {
-    move |stream, from, name| {
-        let (shared, inbound_tx) = (shared.clone(), inbound_tx.clone());
-        Box::pin(async move { serve(stream, from, &name, &shared, inbound_tx).await })
-    }
-}
-
-/// Reads frames from one inbound stream and acknowledges them.
-async fn serve(
+/// Reads frames from one inbound Raft stream and acknowledges them (see [`accept_loop`]).
+pub(crate) async fn serve(
     stream: Stream,
     from: [u8; 32],
-    name: &str,
-    shared: &Shared,
+    name: String,
+    shared: Shared,
     inbound_tx: mpsc::Sender<Inbound>,
 ) {
+    let (name, shared) = (name.as_str(), &shared);
     let (mut rd, mut wr) = stream.split();
     let (ack_tx, mut ack_rx) = watch::channel(0u64);
     tokio::spawn(async move {

@@ -373,18 +373,20 @@ pub(crate) async fn start(args: StartArgs<'_>) -> Result<Started, P2pError> {
         raft_stream::PROTOCOL,
         incoming,
         allowed_keys.clone(),
-        args.metrics.clone(),
+        shared.clone(),
+        args.inbound_tx.clone(),
         args.done_rx.clone(),
-        raft_stream::serve_raft(shared.clone(), args.inbound_tx.clone()),
+        raft_stream::serve,
     ));
     let incoming = accept(&mut control, endorse_stream::PROTOCOL)?;
     tokio::spawn(raft_stream::accept_loop(
         endorse_stream::PROTOCOL,
         incoming,
         allowed_keys,
-        args.metrics.clone(),
+        shared,
+        args.inbound_tx.clone(),
         args.done_rx,
-        endorse_stream::serve_endorse(shared, args.inbound_tx.clone()),
+        endorse_stream::serve,
     ));
 
     let task = Task {

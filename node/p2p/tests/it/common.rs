@@ -101,6 +101,47 @@ pub async fn node0_and_raw_peer_accepting(
     (a, seen, control, incoming)
 }
 
+/// The two refusals every stream protocol makes, as a hand-made peer sees them: `other_net`
+/// (a frame of another network, written on `stream`) is counted as `wrong_network` and ends
+/// that stream; on a new stream of `protocol`, a length over the limit after `prefix` (what
+/// the protocol puts before a frame) is counted as `oversized` and ends it too. Returns what
+/// node 0 wrote back on the first stream after the bad frame.
+pub async fn refuse_bad_frames(
+    a: &P2pHandle,
+    control: &mut libp2p_stream::Control,
+    mut stream: libp2p::Stream,
+    protocol: libp2p::StreamProtocol,
+    other_net: &[u8],
+    prefix: &[u8],
+) -> Vec<u8> {
+    use libp2p::futures::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(other_net).await.unwrap();
+    stream.flush().await.unwrap();
+    let mut answered = Vec::new();
+    let _ = bounded("the stream ends", stream.read_to_end(&mut answered)).await;
+    wait_until("wrong network counted", || {
+        a.stats().bad_messages.wrong_network == 1
+    })
+    .await;
+
+    // Refused before a byte of the frame is read.
+    let a_id = peer_id_of(&a.local_key());
+    let mut stream = bounded("open another", control.open_stream(a_id, protocol))
+        .await
+        .unwrap();
+    let declared = u32::try_from(limits().max_message_bytes + 1_000).unwrap();
+    stream.write_all(prefix).await.unwrap();
+    stream.write_all(&declared.to_be_bytes()).await.unwrap();
+    stream.flush().await.unwrap();
+    let mut rest = Vec::new();
+    let _ = bounded("that stream ends too", stream.read_to_end(&mut rest)).await;
+    wait_until("oversized counted", || {
+        a.stats().bad_messages.oversized == 1
+    })
+    .await;
+    answered
+}
+
 /// Small limits so that oversized frames are cheap to make; short redial backoff.
 pub fn limits() -> P2pLimits {
     P2pLimits {

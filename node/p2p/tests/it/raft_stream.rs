@@ -144,30 +144,16 @@ async fn frames_on_an_inbound_raft_stream_are_checked_acked_and_bad_ones_end_it(
         }
     }
 
-    // Another network's frame: counted, and the stream ends.
-    stream
-        .write_all(&raft_frame([7; 32], b"elsewhere"))
-        .await
-        .unwrap();
-    stream.flush().await.unwrap();
-    let mut rest = Vec::new();
-    let _ = bounded("the stream ends", stream.read_to_end(&mut rest)).await;
-    wait_until("wrong network counted", || {
-        a.stats().bad_messages.wrong_network == 1
-    })
-    .await;
-
-    // A length over the limit on a new stream: refused before a byte of it is read.
-    let mut stream = bounded("open another", control.open_stream(a_id, RAFT_STREAM))
-        .await
-        .unwrap();
-    let declared = u32::try_from(limits().max_message_bytes + 1_000).unwrap();
-    stream.write_all(&declared.to_be_bytes()).await.unwrap();
-    stream.flush().await.unwrap();
-    let _ = bounded("that stream ends too", stream.read_to_end(&mut rest)).await;
-    wait_until("oversized counted", || {
-        a.stats().bad_messages.oversized == 1
-    })
+    // Another network's frame: counted, and the stream ends; so does a length over the
+    // limit on a new stream.
+    refuse_bad_frames(
+        &a,
+        &mut control,
+        stream,
+        RAFT_STREAM,
+        &raft_frame([7; 32], b"elsewhere"),
+        &[],
+    )
     .await;
 
     // At most 4 streams at once from a peer: a fifth is dropped unread.
@@ -192,7 +178,7 @@ async fn frames_on_an_inbound_raft_stream_are_checked_acked_and_bad_ones_end_it(
         .unwrap();
     let _ = fifth.write_all(&raft_frame(NET, b"fifth")).await;
     let _ = fifth.flush().await;
-    let _ = bounded("the fifth ends", fifth.read_to_end(&mut rest)).await;
+    let _ = bounded("the fifth ends", fifth.read_to_end(&mut Vec::new())).await;
     held[0]
         .write_all(&raft_frame(NET, b"still open"))
         .await
