@@ -14,7 +14,8 @@
 # 3. unless a rate is given: RAMP_SECS-second rate-mode runs at each rate of RAMP; the
 #    sustained rate is the highest rate with TPS >= 95 % of it, no failure, no event timeout
 #    and p99 <= P99_MAX_MS; the ramp stops at the first rate that fails.
-# 4. DURATION seconds (default 60) in rate mode at that rate.
+# 4. DURATION seconds (default 60) in rate mode at that rate, with the report per second
+#    (--timeline: sends, commits and latency in each second, to tell a stall from a backlog).
 # Prints every report, keeps the JSON in $SPHR_TESTNET_DIR/bench/, and stops the testnet on
 # exit (KEEP=1 leaves it running; REUSE=1 uses a testnet already running from that folder).
 #
@@ -127,6 +128,6 @@ fi
 
 echo
 echo "== sustained run: ${duration} s at $rate tx/s (rate mode, 4 processes)"
-pte_run "sustained-$rate" --mode rate --rate "$rate" --run-dur "$duration"
+pte_run "sustained-$rate" --mode rate --rate "$rate" --run-dur "$duration" --timeline
 echo
 echo "reports (JSON) in $out"

@@ -121,6 +121,14 @@ fn assert_clean(what: &str, r: &Report, expected: u64) {
     }
     let event = r.event.unwrap();
     assert_eq!(event.count, r.received, "{what}");
+    // The timeline accounts for every send and every commit, in some interval.
+    let sent: u64 = r.timeline.iter().map(|t| t.sent).sum();
+    let committed: u64 = r.timeline.iter().map(|t| t.committed).sum();
+    assert_eq!((sent, committed), (r.sent, r.received), "{what}: timeline");
+    assert!(
+        r.timeline.iter().any(|t| t.p99_ms.is_some()),
+        "{what}: timeline"
+    );
     let json = r.to_json();
     assert_eq!(json["sent"], expected, "{what}");
     assert_eq!(json["failures"], 0, "{what}");

@@ -185,6 +185,11 @@ struct Cli {
     /// No progress line on stderr.
     #[arg(long)]
     no_progress: bool,
+    /// Also print the run per interval (1 s, wider for runs over 2 minutes): txs sent,
+    /// committed and failed, and the p50, p99 and max end-to-end latency of the txs sent in
+    /// each interval. The JSON report always has it (`timeline`).
+    #[arg(long)]
+    timeline: bool,
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     print_config: bool,
@@ -476,6 +481,9 @@ async fn main() -> Result<()> {
         }
         println!();
         print!("{}", report.summary_text());
+        if cli.timeline {
+            print!("{}", sphr_bench::pte::timeline::table(&report.timeline));
+        }
     }
     Ok(())
 }

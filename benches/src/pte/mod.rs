@@ -20,7 +20,7 @@
 //!
 //! Modules: [`committed`] (`--committed-out`: every tx seen committed), [`config`] (the file and its checks), [`schedule`] (send times, pure),
 //! [`workload`] (what each tx calls), [`events`] (the SSE commit stream), [`stats`]
-//! (histograms and percentiles), [`report`] (text and JSON), [`runner`] (the run).
+//! (histograms and percentiles), [`timeline`] (the run per interval), [`report`] (text and JSON), [`runner`] (the run).
 
 pub mod committed;
 pub mod config;
@@ -29,6 +29,7 @@ pub mod report;
 pub mod runner;
 pub mod schedule;
 pub mod stats;
+pub mod timeline;
 pub mod workload;
 
 pub use committed::CommittedLog;

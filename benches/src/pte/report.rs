@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 
 use crate::pte::config::{Flow, TransMode, TransType};
 use crate::pte::stats::LatencySummary;
+use crate::pte::timeline::TimelineRow;
 
 /// One process's counts.
 #[derive(Debug, Clone, PartialEq)]
@@ -126,6 +127,8 @@ pub struct Report {
     pub client_cpu_s: Option<f64>,
     /// The most frequent errors: kind, count, and the first message of that kind.
     pub errors: Vec<(String, u64, String)>,
+    /// The run per interval (see [`crate::pte::timeline`]).
+    pub timeline: Vec<TimelineRow>,
 }
 
 impl Report {
@@ -317,6 +320,7 @@ impl Report {
                 "failures": q.failures,
                 "latency_ms": lat(&q.latency),
             })),
+            "timeline": self.timeline,
             "errors": self.errors.iter().map(|(e, n, m)| json!({"error": e, "count": n, "example": m})).collect::<Vec<_>>(),
             "per_process": self.processes.iter().map(|p| json!({
                 "index": p.index,
@@ -386,6 +390,16 @@ mod tests {
             queries: None,
             client_cpu_s: None,
             errors: vec![],
+            timeline: vec![TimelineRow {
+                from_s: 0.0,
+                to_s: 1.0,
+                sent: 4000,
+                committed: 3990,
+                failed: 0,
+                p50_ms: Some(900.0),
+                p99_ms: Some(2100.0),
+                max_ms: Some(2252.0),
+            }],
         }
     }
 
@@ -427,5 +441,7 @@ mod tests {
         assert!(v["peer_latency_ms"].is_null());
         assert_eq!(v["failures"], 0);
         assert_eq!(v["duration_ms"], 23135);
+        assert_eq!(v["timeline"][0]["committed"], 3990);
+        assert_eq!(v["timeline"][0]["p99_ms"], 2100.0);
     }
 }

@@ -38,6 +38,7 @@ use crate::pte::events::{EventError, EventHub, Waited};
 use crate::pte::report::{ProcessReport, QueryReport, Report};
 use crate::pte::schedule::Schedule;
 use crate::pte::stats::Histogram;
+use crate::pte::timeline::Timeline;
 use crate::pte::workload::{self, Call, Signer, Workload};
 
 /// Distinct error kinds kept per process (the rest are counted under "other").
@@ -351,6 +352,7 @@ struct ProcStats {
     q_ok: u64,
     q_failed: u64,
     q_latency: Histogram,
+    timeline: Timeline,
     first_send: Option<Instant>,
     last_done: Option<Instant>,
     /// Error kind -> (count, first message).
@@ -389,6 +391,8 @@ struct ProcEnv {
     seq: AtomicU64,
     stats: Mutex<ProcStats>,
     progress: Arc<Progress>,
+    /// The run's start, for the timeline (set just before sending starts).
+    t0: Instant,
 }
 
 impl ProcEnv {
@@ -417,9 +421,11 @@ impl ProcEnv {
     /// Sends one transaction on `lane` and records it.
     async fn one(&self, lane: &Lane) {
         let call = self.next_call();
+        let sent_at = self.since_start();
         {
             let mut s = self.stats();
             s.sent += 1;
+            s.timeline.sent(sent_at);
             if s.first_send.is_none() {
                 s.first_send = Some(Instant::now());
             }
@@ -445,7 +451,7 @@ impl ProcEnv {
             ),
             _ => None,
         };
-        self.record(outcome);
+        self.record(outcome, sent_at);
         if let (true, Some(key)) = (self.mix, committed) {
             let key = key.as_deref().unwrap_or(&call.key);
             let seq = self.seq.load(Ordering::Relaxed);
@@ -472,9 +478,18 @@ impl ProcEnv {
         }
     }
 
-    fn record(&self, outcome: Outcome) {
+    /// Time since the run's start.
+    fn since_start(&self) -> Duration {
+        Instant::now().saturating_duration_since(self.t0)
+    }
+
+    fn record(&self, outcome: Outcome, sent_at: Duration) {
+        let done_at = self.since_start();
         let mut s = self.stats();
         s.last_done = Some(Instant::now());
+        if !matches!(outcome, Outcome::Ok { .. }) {
+            s.timeline.failed(done_at);
+        }
         match outcome {
             Outcome::Ok {
                 event,
@@ -486,6 +501,7 @@ impl ProcEnv {
             } => {
                 s.received += 1;
                 s.event.record(event);
+                s.timeline.committed(sent_at, event);
                 if let Some(p) = peer {
                     s.peer.record(p);
                 }
@@ -1281,6 +1297,7 @@ pub async fn run_logged(
             seq: AtomicU64::new(0),
             stats: Mutex::new(ProcStats::default()),
             progress: progress.clone(),
+            t0: Instant::now(),
         });
         meta.push((s.index, s.org.clone(), s.gateway.id.clone()));
     }
@@ -1296,7 +1313,6 @@ pub async fn run_logged(
             env.keys = preload(env, pool, cfg.workload.preload).await?;
         }
     }
-    let envs: Vec<Arc<ProcEnv>> = envs.into_iter().map(Arc::new).collect();
 
     // Go.
     if let Some(n) = limits.n_request {
@@ -1313,6 +1329,10 @@ pub async fn run_logged(
     let cpu0 = cpu_seconds();
     let start = tokio::time::Instant::now() + Duration::from_millis(20);
     let run_end = limits.run_dur_s.map(|d| start + Duration::from_secs_f64(d));
+    for env in &mut envs {
+        env.t0 = start.into_std();
+    }
+    let envs: Vec<Arc<ProcEnv>> = envs.into_iter().map(Arc::new).collect();
     progress
         .started_unix_ms
         .store(sphr_node::now_ms(), Ordering::Relaxed);
@@ -1351,6 +1371,7 @@ pub async fn run_logged(
     let mut orderer = Histogram::new();
     let mut event = Histogram::new();
     let mut q_latency = Histogram::new();
+    let mut timeline = Timeline::new();
     let (mut q_sent, mut q_ok, mut q_failed) = (0, 0, 0);
     let mut errors: BTreeMap<String, (u64, String)> = BTreeMap::new();
     let mut first: Option<Instant> = None;
@@ -1363,6 +1384,7 @@ pub async fn run_logged(
         orderer.merge(&s.orderer);
         event.merge(&s.event);
         q_latency.merge(&s.q_latency);
+        timeline.merge(&s.timeline);
         q_sent += s.q_sent;
         q_ok += s.q_ok;
         q_failed += s.q_failed;
@@ -1450,6 +1472,7 @@ pub async fn run_logged(
         }),
         client_cpu_s: cpu,
         errors,
+        timeline: timeline.rows(),
         processes,
     };
     drop(hubs);
