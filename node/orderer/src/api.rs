@@ -76,6 +76,10 @@ pub trait BatchSealer: Send + 'static {
 ///   snapshot whenever `applied_index()` is below its index.
 /// - **Errors are fatal.** Any `Err` stops the orderer (every member must apply the same
 ///   log): reject nothing that was ordered; record invalid content as invalid instead.
+/// - **Its own thread.** Every method after `start` runs on the orderer's apply thread
+///   (`sphr-apply-<id>`), one call at a time, while the Raft thread goes on ordering; a call
+///   that takes long delays applying, not replication. A panic stops the orderer like an
+///   `Err`.
 pub trait Applier: Send + 'static {
     /// The index of the last entry applied (or restored), as persisted; 0 when none.
     fn applied_index(&self) -> u64;

@@ -95,6 +95,10 @@ pub struct OrdererConfig {
     pub max_inflight_msgs: usize,
     /// Most bytes of committed entries handed to the applier in one `Ready`.
     pub max_committed_bytes_per_ready: u64,
+    /// Most jobs (the committed entries of one `Ready` each) queued for the apply thread;
+    /// when full, the Raft thread waits. Memory: at most this many times
+    /// `max_committed_bytes_per_ready`, in practice a block or two per job.
+    pub apply_queue: usize,
 }
 
 impl Default for OrdererConfig {
@@ -117,6 +121,7 @@ impl Default for OrdererConfig {
             max_msg_bytes: 1024 * 1024,
             max_inflight_msgs: 256,
             max_committed_bytes_per_ready: 16 * 1024 * 1024,
+            apply_queue: 8,
         }
     }
 }
@@ -209,6 +214,9 @@ impl OrdererConfig {
                 "max_committed_bytes_per_ready",
                 "must be at least 1",
             ));
+        }
+        if self.apply_queue == 0 {
+            return Err(ConfigError::new("apply_queue", "must be at least 1"));
         }
         Ok(())
     }
@@ -386,6 +394,13 @@ mod tests {
                     ..ok.clone()
                 },
                 "max_inflight_msgs",
+            ),
+            (
+                OrdererConfig {
+                    apply_queue: 0,
+                    ..ok.clone()
+                },
+                "apply_queue",
             ),
             (
                 OrdererConfig {

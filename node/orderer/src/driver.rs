@@ -17,11 +17,12 @@
 //!  │      1. send leader messages (may precede the disk write: raft thesis 10.2.1)
 //!  │      2. storage: apply snapshot, append entries + hard state (one sled transaction)
 //!  │      3. flush (fsync) ── nothing below happens before the write is durable
-//!  │      4. Applier::restore_snapshot (if the Ready had a snapshot)
+//!  │      4. restore the snapshot on the apply thread, and wait (if the Ready had one)
 //!  │      5. send persisted messages (votes, append responses)
-//!  │      6. Applier::apply committed entries (no-ops and conf changes skipped)
-//!  │      7. advance ─> LightReady: store commit (+flush), send, apply, advance_apply
-//!  │      8. every snapshot_interval applied: Applier::snapshot_data ─> snapshot + compact
+//!  │      6. committed entries ─> apply thread (queued; apply.rs)
+//!  │      7. advance ─> LightReady: store commit (+flush), send, queue, advance_apply
+//!  │    every snapshot_interval queued: ask the apply thread for Applier::snapshot_data;
+//!  │      when it is back (a later turn): snapshot + compact
 //!  │    publish RaftStatus
 //!  │  }
 //!  └─────────────────────────────────
@@ -38,11 +39,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use raft::eraftpb::{Entry, EntryType, Message, MessageType, Snapshot};
+use raft::eraftpb::{Entry, Message, MessageType, Snapshot};
 use raft::{RawNode, SnapshotStatus, StateRole};
 use serde::Serialize;
 
 use crate::api::{Applier, ApplyError, BatchSealer, Transport};
+use crate::apply::{ApplyFailure, ApplyState, ApplyThread};
 use crate::config::{ConfigError, OrdererConfig};
 use crate::cutter::{Batch, BlockCutter, CutterLimits};
 use crate::logging::raft_logger;
@@ -129,8 +131,8 @@ pub enum StartError {
         /// What `applied_index` returned.
         got: u64,
     },
-    /// The driver thread could not be spawned.
-    #[error("spawn the raft thread: {0}")]
+    /// The driver thread or the apply thread could not be spawned.
+    #[error("spawn the raft or apply thread: {0}")]
     Spawn(#[source] std::io::Error),
 }
 
@@ -139,12 +141,10 @@ pub enum StartError {
 enum Fatal {
     #[error("raft storage: {0}")]
     Store(#[from] StoreError),
-    #[error("applier: {0}")]
-    Apply(#[from] ApplyError),
+    #[error(transparent)]
+    Apply(#[from] ApplyFailure),
     #[error("raft: {0}")]
     Raft(#[from] raft::Error),
-    #[error("applier contract broken: applied_index() is {got} after applying {want}")]
-    ApplierContract { want: u64, got: u64 },
     #[error("raft panicked: {0}")]
     Panic(String),
 }
@@ -162,7 +162,8 @@ pub struct RaftStatus {
     pub is_leader: bool,
     /// Highest index known committed.
     pub commit_index: u64,
-    /// Highest index applied (handed to the applier, or a no-op passed over).
+    /// Highest index applied by the apply thread (an entry applied, a no-op passed over, or
+    /// a snapshot restored).
     pub applied_index: u64,
     /// First index still in the log (compaction moves it).
     pub first_index: u64,
@@ -243,6 +244,7 @@ impl Shared {
 pub struct OrdererHandle {
     input: SyncSender<Input>,
     shared: Arc<Shared>,
+    apply: Arc<ApplyState>,
     thread: Arc<Mutex<Option<JoinHandle<()>>>>,
     max_pending_txs: usize,
     max_tx_bytes: usize,
@@ -300,6 +302,9 @@ impl OrdererHandle {
     pub fn status(&self) -> RaftStatus {
         let mut s = self.shared.status().clone();
         s.pending_txs = self.shared.pending_txs.load(Ordering::Acquire) as u64;
+        // Live from the apply thread (the rest is as of the driver's last turn).
+        s.applied_index = self.apply.applied();
+        s.entries_applied_total = self.apply.entries_applied();
         s
     }
 
@@ -446,6 +451,9 @@ where
         batch_timeout: config.batch_timeout,
     });
     let handle_template = (config.max_pending_txs, config.max_bytes);
+    let apply = ApplyThread::start(config.id, applier, applied, config.apply_queue)
+        .map_err(StartError::Spawn)?;
+    let apply_state = apply.state();
     let driver = Driver {
         id: config.id,
         voters: config.voters.clone(),
@@ -456,7 +464,7 @@ where
         shared: Arc::clone(&shared),
         transport,
         sealer,
-        applier,
+        apply,
         cutter,
         batches: VecDeque::new(),
         forward_buf: Vec::new(),
@@ -464,6 +472,7 @@ where
         is_leader: false,
         applied,
         last_snapshot_index,
+        snapshot_pending: false,
         snapshots_sent: Vec::new(),
         counters: Counters::default(),
         stop: false,
@@ -475,6 +484,7 @@ where
     Ok(OrdererHandle {
         input,
         shared,
+        apply: apply_state,
         thread: Arc::new(Mutex::new(Some(thread))),
         max_pending_txs: handle_template.0,
         max_tx_bytes: handle_template.1,
@@ -485,14 +495,13 @@ where
 struct Counters {
     leader_changes: u64,
     proposals: u64,
-    entries_applied: u64,
     snapshots_restored: u64,
     snapshots_taken: u64,
     txs_dropped: u64,
     msgs_rejected: u64,
 }
 
-struct Driver<T, S, A> {
+struct Driver<T, S> {
     id: u64,
     voters: Vec<u64>,
     cfg: OrdererConfig,
@@ -501,7 +510,7 @@ struct Driver<T, S, A> {
     shared: Arc<Shared>,
     transport: T,
     sealer: S,
-    applier: A,
+    apply: ApplyThread,
     cutter: BlockCutter,
     /// Cut batches waiting for a proposal slot (leader).
     batches: VecDeque<Batch>,
@@ -509,8 +518,11 @@ struct Driver<T, S, A> {
     forward_buf: Vec<Vec<u8>>,
     leader_id: u64,
     is_leader: bool,
+    /// Last index handed to the apply thread (or restored).
     applied: u64,
     last_snapshot_index: u64,
+    /// A snapshot was asked of the apply thread and has not come back.
+    snapshot_pending: bool,
     /// Peers sent a snapshot during the current Ready, reported to raft after `advance`.
     snapshots_sent: Vec<u64>,
     next_tick: Instant,
@@ -518,7 +530,7 @@ struct Driver<T, S, A> {
     stop: bool,
 }
 
-fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = p.downcast_ref::<&str>() {
         (*s).to_string()
     } else if let Some(s) = p.downcast_ref::<String>() {
@@ -528,7 +540,7 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-impl<T: Transport, S: BatchSealer, A: Applier> Driver<T, S, A> {
+impl<T: Transport, S: BatchSealer> Driver<T, S> {
     fn run(mut self) {
         let span = tracing::info_span!(target: "sphr::orderer", "raft", id = self.id);
         let _enter = span.enter();
@@ -548,6 +560,12 @@ impl<T: Transport, S: BatchSealer, A: Applier> Driver<T, S, A> {
             }
         };
         self.shared.stopped.store(true, Ordering::Release);
+        // What is queued for the apply thread is committed: let it finish.
+        self.apply.finish();
+        let outcome = match (outcome, self.apply.take_failure()) {
+            (Ok(()), Some(f)) => Err(Fatal::Apply(f)),
+            (o, _) => o,
+        };
         let lost = self.cutter.len()
             + self.batches.iter().map(Vec::len).sum::<usize>()
             + self.forward_buf.len();
@@ -571,6 +589,9 @@ impl<T: Transport, S: BatchSealer, A: Applier> Driver<T, S, A> {
 
     /// One loop turn: wait for input or a deadline, then tick, propose and handle Readies.
     fn turn(&mut self) -> Result<(), Fatal> {
+        if let Some(f) = self.apply.take_failure() {
+            return Err(f.into());
+        }
         let now = Instant::now();
         let mut deadline = self.next_tick;
         if self.is_leader
@@ -611,6 +632,8 @@ impl<T: Transport, S: BatchSealer, A: Applier> Driver<T, S, A> {
         self.sync_role();
         self.propose(now)?;
         self.handle_readies()?;
+        // Snapshot and compact every `snapshot_interval` applied entries.
+        self.maybe_snapshot()?;
         self.forward();
         self.publish_status();
         Ok(())
@@ -830,8 +853,6 @@ impl<T: Transport, S: BatchSealer, A: Applier> Driver<T, S, A> {
             for to in std::mem::take(&mut self.snapshots_sent) {
                 self.raw.report_snapshot(to, SnapshotStatus::Finish);
             }
-            // 8. Snapshot and compact every `snapshot_interval` applied entries.
-            self.maybe_snapshot()?;
             self.sync_role();
         }
         Ok(())
@@ -841,64 +862,59 @@ impl<T: Transport, S: BatchSealer, A: Applier> Driver<T, S, A> {
         let m = s.get_metadata();
         tracing::info!(target: "sphr::orderer", index = m.index, term = m.term,
             "restoring a snapshot from the leader");
-        self.applier.restore_snapshot(m.index, m.term, &s.data)?;
-        let got = self.applier.applied_index();
-        if got != m.index {
-            return Err(Fatal::ApplierContract { want: m.index, got });
-        }
+        // After what is queued before it; the apply thread checks the applier's index.
+        self.apply.restore(m.index, m.term, s.data.to_vec())?;
         self.applied = m.index;
         self.last_snapshot_index = m.index;
         self.counters.snapshots_restored += 1;
         Ok(())
     }
 
+    /// Hands committed entries to the apply thread (in order; waits while its queue is full).
     fn apply_entries(&mut self, entries: Vec<Entry>) -> Result<(), Fatal> {
-        for e in entries {
-            if e.index <= self.applied {
-                continue; // raft does not hand these out again; defensive
-            }
-            match e.get_entry_type() {
-                EntryType::EntryNormal if !e.data.is_empty() => {
-                    self.applier.apply(e.index, e.term, &e.data)?;
-                    let got = self.applier.applied_index();
-                    if got != e.index {
-                        return Err(Fatal::ApplierContract { want: e.index, got });
-                    }
-                    self.counters.entries_applied += 1;
-                }
-                EntryType::EntryNormal => {} // leader no-op
-                EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
-                    // Never proposed here (static membership, proposals from peers refused).
-                    tracing::error!(target: "sphr::orderer", index = e.index,
-                        "ignoring a committed conf change: membership is static");
-                }
-            }
-            self.applied = e.index;
-        }
+        // raft does not hand out an entry twice; defensive.
+        let entries: Vec<Entry> = entries
+            .into_iter()
+            .filter(|e| e.index > self.applied)
+            .collect();
+        let Some(last) = entries.last().map(|e| e.index) else {
+            return Ok(());
+        };
+        self.apply.apply(entries)?;
+        self.applied = last;
         Ok(())
     }
 
+    /// Every `snapshot_interval` entries handed to the apply thread, asks it for the
+    /// snapshot data; when the data comes back (at a later turn), stores the snapshot and
+    /// compacts the log up to `snapshot_catchup_entries` before it.
     fn maybe_snapshot(&mut self) -> Result<(), Fatal> {
-        if self.applied
-            < self
-                .last_snapshot_index
-                .saturating_add(self.cfg.snapshot_interval)
-        {
-            return Ok(());
+        if let Some((index, data)) = self.apply.try_snapshot() {
+            self.snapshot_pending = false;
+            // A snapshot restored from the leader meanwhile may already cover it.
+            if index > self.last_snapshot_index {
+                let store = self.raw.mut_store();
+                store.create_snapshot(index, data)?;
+                let compact_to = index
+                    .saturating_sub(self.cfg.snapshot_catchup_entries)
+                    .saturating_add(1);
+                store.compact(compact_to)?;
+                store.flush()?;
+                self.last_snapshot_index = index;
+                self.counters.snapshots_taken += 1;
+                tracing::info!(target: "sphr::orderer", index, first_index = compact_to,
+                    "snapshot taken, log compacted");
+            }
         }
-        let index = self.applied;
-        let data = self.applier.snapshot_data();
-        let store = self.raw.mut_store();
-        store.create_snapshot(index, data)?;
-        let compact_to = index
-            .saturating_sub(self.cfg.snapshot_catchup_entries)
-            .saturating_add(1);
-        store.compact(compact_to)?;
-        store.flush()?;
-        self.last_snapshot_index = index;
-        self.counters.snapshots_taken += 1;
-        tracing::info!(target: "sphr::orderer", index, first_index = compact_to,
-            "snapshot taken, log compacted");
+        if !self.snapshot_pending
+            && self.applied
+                >= self
+                    .last_snapshot_index
+                    .saturating_add(self.cfg.snapshot_interval)
+        {
+            self.apply.request_snapshot()?;
+            self.snapshot_pending = true;
+        }
         Ok(())
     }
 
@@ -910,14 +926,15 @@ impl<T: Transport, S: BatchSealer, A: Applier> Driver<T, S, A> {
         st.term = raft.term;
         st.is_leader = raft.state == StateRole::Leader;
         st.commit_index = raft.raft_log.committed;
-        st.applied_index = self.applied;
+        let apply = self.apply.state();
+        st.applied_index = apply.applied();
         st.first_index = store.first_log_index();
         st.last_index = raft.raft_log.last_index();
         st.snapshot_index = store.snapshot_metadata().index;
         st.leader_changes = self.counters.leader_changes;
         st.inflight_proposals = if st.is_leader { self.inflight() } else { 0 };
         st.proposals_total = self.counters.proposals;
-        st.entries_applied_total = self.counters.entries_applied;
+        st.entries_applied_total = apply.entries_applied();
         st.snapshots_restored_total = self.counters.snapshots_restored;
         st.snapshots_taken_total = self.counters.snapshots_taken;
         st.txs_dropped_total = self.counters.txs_dropped;

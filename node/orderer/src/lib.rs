@@ -11,10 +11,13 @@
 //!  shutdown() ─┘    (Full/Stopped)       │ follower: forward txs ─> Transport::forward_txs  │
 //!                                        │ tick (recv_timeout)                              │
 //!                                        │ Ready: send ─ persist+flush (SledRaftStorage) ─  │
-//!                                        │        send persisted ─ Applier::apply ─ advance │
+//!                                        │        send persisted ─ queue committed ─ advance│
 //!                                        │ every snapshot_interval: snapshot + compact      │
-//!                                        └─────────────┬────────────────────────────────────┘
-//!  status() <── RaftStatus (Mutex, updated every loop turn) ┘
+//!                                        └─────────────┬─────────────┬──────────────────────┘
+//!                                                      │             v bounded queue, in order
+//!                                                      │   apply thread: Applier::apply,
+//!                                                      │   snapshot_data, restore_snapshot
+//!  status() <── RaftStatus (Mutex, updated every loop turn; applied index live) ┘
 //! ```
 //!
 //! Like Fabric's etcdraft, a snapshot carries only what the applier says ("blocks up to
@@ -23,9 +26,11 @@
 //!
 //! Modules: [`config`] (limits and timing), [`cutter`] (pure batching), [`storage`] (the
 //! `raft::Storage` on sled), [`api`] (the traits), [`driver`] (the thread and its handle),
-//! [`codec`] (raft messages on the wire), [`logging`] (raft-rs's slog into tracing).
+//! [`codec`] (raft messages on the wire), [`logging`] (raft-rs's slog into tracing); the apply
+//! thread (`apply.rs`) is private to the driver.
 
 pub mod api;
+mod apply;
 pub mod codec;
 pub mod config;
 pub mod cutter;

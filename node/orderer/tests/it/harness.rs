@@ -60,10 +60,17 @@ pub fn tx(n: usize) -> Vec<u8> {
 // Sealer and block encoding
 
 /// Seals a batch as CBOR (the node signs a block; the tests only need the txs back).
-pub struct TestSealer;
+/// With a gate, sealing waits for it: that holds the Raft thread itself.
+#[derive(Default)]
+pub struct TestSealer {
+    pub gate: Option<Arc<Gate>>,
+}
 
 impl BatchSealer for TestSealer {
     fn seal(&mut self, txs: Vec<Vec<u8>>) -> Vec<u8> {
+        if let Some(g) = &self.gate {
+            g.pass();
+        }
         let mut out = Vec::new();
         ciborium::into_writer(&txs, &mut out).expect("cbor encode");
         out
@@ -84,7 +91,7 @@ pub struct Chain {
     blocks: Mutex<BTreeMap<u64, Vec<u8>>>,
 }
 
-/// Blocks the applier until opened (to hold the driver inside `apply`).
+/// Blocks the applier (the apply thread) or the sealer (the Raft thread) until opened.
 #[derive(Default)]
 pub struct Gate {
     state: Mutex<(bool, bool)>, // (open, someone waiting)
@@ -126,6 +133,8 @@ pub struct TestApplier {
     observed: Arc<Observed>,
     /// Fail every `apply` at or above this index.
     pub fail_from: Option<u64>,
+    /// Panic in `apply` at or above this index.
+    pub panic_from: Option<u64>,
     pub gate: Option<Arc<Gate>>,
 }
 
@@ -147,6 +156,7 @@ impl TestApplier {
             chain,
             observed,
             fail_from: None,
+            panic_from: None,
             gate: None,
         }
     }
@@ -176,6 +186,9 @@ impl Applier for TestApplier {
     fn apply(&mut self, index: u64, _term: u64, entry: &[u8]) -> Result<(), ApplyError> {
         if let Some(g) = &self.gate {
             g.pass();
+        }
+        if self.panic_from.is_some_and(|f| index >= f) {
+            panic!("injected panic at {index}");
         }
         if self.fail_from.is_some_and(|f| index >= f) {
             return Err(ApplyError::Invalid(format!("injected failure at {index}")));
@@ -372,6 +385,20 @@ impl Cluster {
 
     /// Starts a node, letting the test adjust its applier first.
     pub fn start_with(&mut self, id: u64, adjust: impl FnOnce(&mut TestApplier)) {
+        self.start_sealing_with(id, TestSealer::default(), adjust);
+    }
+
+    /// Starts a node whose sealer waits for `gate` (holding its Raft thread).
+    pub fn start_sealer_gated(&mut self, id: u64, gate: Arc<Gate>) {
+        self.start_sealing_with(id, TestSealer { gate: Some(gate) }, |_| {});
+    }
+
+    fn start_sealing_with(
+        &mut self,
+        id: u64,
+        sealer: TestSealer,
+        adjust: impl FnOnce(&mut TestApplier),
+    ) {
         let cfg = self.config(id);
         let chain = Arc::clone(&self.chain);
         let net = Arc::clone(&self.net);
@@ -390,7 +417,7 @@ impl Cluster {
             net: Arc::clone(&net),
             from: id,
         };
-        let handle = sphr_orderer::start(cfg, storage, transport, TestSealer, applier).unwrap();
+        let handle = sphr_orderer::start(cfg, storage, transport, sealer, applier).unwrap();
         net.handles.lock().unwrap().insert(id, handle.clone());
         slot.db = Some(db);
         slot.handle = Some(handle);

@@ -26,37 +26,36 @@ fn submit_is_refused_when_pending_txs_reach_the_bound() {
         cfg.max_tx = 1;
     });
     let gate = Arc::new(Gate::default());
-    let g = Arc::clone(&gate);
-    c.start_with(1, move |a| a.gate = Some(g));
+    c.start_sealer_gated(1, Arc::clone(&gate));
     c.wait_leader(T);
     let h = c.handle(1);
     h.submit(tx(0)).unwrap();
-    // The driver is now held inside `apply`: nothing more is taken from the queue.
-    wait_until(T, "the applier to block", || gate.has_waiter());
-    for i in 1..=3 {
+    // The Raft thread is now held inside `seal`: nothing more is taken from the queue, and
+    // tx 0 counts as pending until it is proposed.
+    wait_until(T, "the sealer to block", || gate.has_waiter());
+    for i in 1..=2 {
         h.submit(tx(i)).unwrap();
     }
-    assert_eq!(h.submit(tx(4)), Err(SubmitError::Full));
-    assert_eq!(h.submit_batch(vec![tx(4)]), Err(SubmitError::Full));
+    assert_eq!(h.submit(tx(3)), Err(SubmitError::Full));
+    assert_eq!(h.submit_batch(vec![tx(3)]), Err(SubmitError::Full));
     assert_eq!(h.status().pending_txs, 3);
     gate.open();
-    c.wait_txs(1, 4, T);
-    assert_eq!(c.ledger_txs(1), (0..4).map(tx).collect::<Vec<_>>());
+    c.wait_txs(1, 3, T);
+    assert_eq!(c.ledger_txs(1), (0..3).map(tx).collect::<Vec<_>>());
     wait_until(T, "pending to drain", || h.status().pending_txs == 0);
-    h.submit(tx(4)).unwrap();
-    c.wait_txs(1, 5, T);
+    h.submit(tx(3)).unwrap();
+    c.wait_txs(1, 4, T);
 }
 
 #[test]
 fn input_queue_is_bounded() {
     let mut c = Cluster::new(&[1], |cfg| cfg.input_capacity = 2);
     let gate = Arc::new(Gate::default());
-    let g = Arc::clone(&gate);
-    c.start_with(1, move |a| a.gate = Some(g));
+    c.start_sealer_gated(1, Arc::clone(&gate));
     c.wait_leader(T);
     let h = c.handle(1);
     h.submit(tx(0)).unwrap();
-    wait_until(T, "the applier to block", || gate.has_waiter());
+    wait_until(T, "the sealer to block", || gate.has_waiter());
     // Messages from an unknown member: queued, then refused by the driver.
     h.step(msg(MessageType::MsgHeartbeat, 9, 1)).unwrap();
     h.step(msg(MessageType::MsgHeartbeat, 9, 1)).unwrap();

@@ -6,6 +6,7 @@
 
 mod harness;
 
+mod apply;
 mod cluster;
 mod limits;
 mod restart;
