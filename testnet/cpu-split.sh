@@ -7,8 +7,8 @@
 #   BLOCK_TIMEOUT_MS=150 BLOCK_MAX_TX=1000 testnet/cpu-split.sh   # other block settings (up.sh)
 #
 # Threads are grouped by name with the trailing number dropped: tokio-rt-worker (API, gateway,
-# endorser, p2p), sphr-raft (Raft and block commit), sled-io (sled's writer pool),
-# futures-timer (libp2p's timers). Groups under 5 us per tx are left out; TOTAL counts all.
+# endorser, p2p), sphr-raft (Raft), sphr-apply (block validation and commit), sled-io (sled's
+# writer pool), futures-timer (libp2p's timers). Groups under 5 us per tx are left out; TOTAL counts all.
 # The testnet lives in SPHR_TESTNET_DIR (default testnet/run-split; the report stays there as
 # split.json) and is stopped at the end.
 # Needs jq. CPU times come from /proc/<pid>/task/<tid>/stat (USER_HZ 100): runs of 15 s and
