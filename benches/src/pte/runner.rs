@@ -484,11 +484,11 @@ impl ProcEnv {
     }
 
     fn record(&self, outcome: Outcome, sent_at: Duration) {
-        let done_at = self.since_start();
+        let now = Instant::now();
         let mut s = self.stats();
-        s.last_done = Some(Instant::now());
+        s.last_done = Some(now);
         if !matches!(outcome, Outcome::Ok { .. }) {
-            s.timeline.failed(done_at);
+            s.timeline.failed(now.saturating_duration_since(self.t0));
         }
         match outcome {
             Outcome::Ok {

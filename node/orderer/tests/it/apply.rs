@@ -5,14 +5,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sphr_orderer::SubmitError;
+use sphr_orderer::{OrdererHandle, SubmitError};
 
 use crate::harness::{Cluster, Gate, tx, wait_until};
 
 const T: Duration = Duration::from_secs(10);
 
-#[test]
-fn ordering_goes_on_while_a_block_is_applied() {
+/// A one-voter cluster (a block per tx) whose applier waits for the returned gate.
+fn single_node_with_held_applier() -> (Cluster, Arc<Gate>, OrdererHandle) {
     let mut c = Cluster::new(&[1], |cfg| {
         cfg.max_tx = 1;
         cfg.batch_timeout = Duration::from_millis(5);
@@ -22,6 +22,12 @@ fn ordering_goes_on_while_a_block_is_applied() {
     c.start_with(1, move |a| a.gate = Some(g));
     c.wait_leader(T);
     let h = c.handle(1);
+    (c, gate, h)
+}
+
+#[test]
+fn ordering_goes_on_while_a_block_is_applied() {
+    let (c, gate, h) = single_node_with_held_applier();
     h.submit(tx(0)).unwrap();
     wait_until(T, "the applier to block", || gate.has_waiter());
     let held_at = h.status().applied_index;
@@ -54,15 +60,7 @@ fn ordering_goes_on_while_a_block_is_applied() {
 
 #[test]
 fn shutdown_applies_what_was_committed() {
-    let mut c = Cluster::new(&[1], |cfg| {
-        cfg.max_tx = 1;
-        cfg.batch_timeout = Duration::from_millis(5);
-    });
-    let gate = Arc::new(Gate::default());
-    let g = Arc::clone(&gate);
-    c.start_with(1, move |a| a.gate = Some(g));
-    c.wait_leader(T);
-    let h = c.handle(1);
+    let (_c, gate, h) = single_node_with_held_applier();
     for i in 0..3 {
         h.submit(tx(i)).unwrap();
     }
