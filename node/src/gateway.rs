@@ -439,11 +439,18 @@ impl Gateway {
         let bytes = tx
             .to_bytes()
             .map_err(|e| GatewayError::Endorse(EndorseError::Malformed(e.to_string())))?;
+        let endorsed_at = Instant::now();
         let committed = self.order_and_wait(tx_id, bytes, wait).await?;
         if committed.is_some() {
-            self.metrics
-                .gateway_submit_duration_seconds
+            let m = &self.metrics;
+            m.gateway_submit_duration_seconds
                 .observe(started.elapsed().as_secs_f64());
+            m.gateway_phase_duration_seconds
+                .with_label_values(&["endorse"])
+                .observe(endorsed_at.duration_since(started).as_secs_f64());
+            m.gateway_phase_duration_seconds
+                .with_label_values(&["order"])
+                .observe(endorsed_at.elapsed().as_secs_f64());
         }
         Ok(SubmitOutcome {
             tx_id,

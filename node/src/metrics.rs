@@ -78,6 +78,10 @@ pub struct Metrics {
     pub api_request_duration_seconds: HistogramVec,
     /// Submit (wait=true) to commit, at the gateway.
     pub gateway_submit_duration_seconds: Histogram,
+    /// The two phases of a submission that waited for its commit: `endorse` (proposal
+    /// received to every endorsement in hand) and `order` (transaction handed to the orderer
+    /// to its commit on this node).
+    pub gateway_phase_duration_seconds: HistogramVec,
     /// Submissions waiting for their commit (sampled).
     pub gateway_waiting_submissions: IntGauge,
     /// Proposal check, simulation and signature at this node, by contract and result.
@@ -322,6 +326,13 @@ impl Metrics {
             "Submissions that waited for their commit: proposal received to commit acknowledged",
             &REQUEST_BUCKETS,
         )?;
+        let gateway_phase_duration_seconds = b.histogram_vec(
+            "sphr_gateway_phase_duration_seconds",
+            "Submissions that waited for their commit, by phase: endorse (proposal received to \
+             every endorsement in hand), order (handed to the orderer to committed here)",
+            &["phase"],
+            &REQUEST_BUCKETS,
+        )?;
         let gateway_waiting_submissions = b.gauge(
             "sphr_gateway_waiting_submissions",
             "Submissions waiting for their commit",
@@ -519,6 +530,7 @@ impl Metrics {
             api_rejections_total,
             api_request_duration_seconds,
             gateway_submit_duration_seconds,
+            gateway_phase_duration_seconds,
             gateway_waiting_submissions,
             endorser_endorsement_duration_seconds,
             ledger_txs_committed_total,
@@ -713,6 +725,8 @@ mod tests {
                         "code",
                         "contract",
                         "result",
+                        // endorse, order: the gateway's two phases.
+                        "phase",
                         "reason",
                         "topic",
                         "component",

@@ -174,6 +174,16 @@ async fn metrics_on_the_ops_port_move_by_exactly_what_was_committed() {
         delta("sphr_gateway_submit_duration_seconds_count", &[]),
         10.0
     );
+    for phase in ["endorse", "order"] {
+        assert_eq!(
+            delta(
+                "sphr_gateway_phase_duration_seconds_count",
+                &[("phase", phase)]
+            ),
+            10.0,
+            "phase {phase}"
+        );
+    }
     assert_eq!(after.get("sphr_gateway_waiting_submissions", &[]), 0.0);
     // Raft, sampled when scraped: a single consenter leads.
     assert_eq!(after.get("sphr_raft_is_leader", &[]), 1.0);
@@ -213,6 +223,8 @@ async fn metrics_on_the_ops_port_move_by_exactly_what_was_committed() {
                         "code",
                         "contract",
                         "result",
+                        // endorse, order: the gateway's two phases.
+                        "phase",
                         "reason",
                         "topic",
                         "component",

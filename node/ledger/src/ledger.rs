@@ -775,9 +775,15 @@ impl Ledger {
             debug!(target: TARGET, block = number, position = t.position, code = %t.code,
                    "transaction invalid");
         }
+        // Since the leader sealed the batch, by this node's clock (the nodes' clocks differ
+        // by their skew): ordering and replication time plus the queue before this block.
+        let age_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .saturating_sub(header.timestamp_ms);
         info!(target: TARGET, block = number, txs = txs.len(), valid, raft_index,
               elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
-              "committed block");
+              age_ms, "committed block");
         Ok(CommittedBlock {
             number,
             hash,
