@@ -16,6 +16,12 @@ use sphr_node::config::{ConfigError, NodeConfig};
 use sphr_node::genesis::{GenesisSpec, NetworkManifest};
 use sphr_node::logging::LogControl;
 
+/// jemalloc instead of glibc's malloc: the node allocates and frees many small buffers on
+/// several threads at once (decoded transactions, sled's copied leaves), where glibc's arenas
+/// spent about a quarter of the apply thread's time (BENCHMARKS.md, session 13).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// The dev network spec, built in so that `sphr-node dev` needs no files.
 const DEV_SPEC: &str = include_str!("../../genesis/dev.toml");
 
