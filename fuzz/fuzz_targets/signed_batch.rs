@@ -22,9 +22,10 @@ fuzz_target!(|data: &[u8]| {
         // Re-sealing what decoded gives a batch that verifies and decodes the same.
         let key = SecretKey::from_bytes(&[4; 32]);
         let sealed = SignedBatch::seal(&batch, &key).expect("seal");
-        sealed
+        let digest = sealed
             .verify(&key.public_key())
             .expect("own seal must verify");
+        assert_eq!(digest, sphr_crypto::hash::sha256(&sealed.batch));
         assert_eq!(sealed.decode_batch().expect("own batch must decode"), batch);
     }
     // Every node derives the next block from an entry the same way; it must link.

@@ -501,6 +501,16 @@ impl Ledger {
         raft_index: u64,
         batch: &SignedBatch,
     ) -> Result<CommitOutcome, LedgerError> {
+        self.commit_owned(raft_index, batch.clone())
+    }
+
+    /// [`Ledger::commit_batch`] taking the batch (its 100 to 250 KB become the block's data
+    /// without a copy).
+    fn commit_owned(
+        &self,
+        raft_index: u64,
+        batch: SignedBatch,
+    ) -> Result<CommitOutcome, LedgerError> {
         let mut validator = self.lock_committer();
         let head = self.read_head().clone();
         if raft_index <= head.applied_raft_index {
@@ -512,14 +522,15 @@ impl Ledger {
             });
         }
         let started = Instant::now();
-        let decoded = match self.check_entry(batch) {
+        let decoded = match self.check_entry(&batch) {
             Ok(b) => b,
             Err(reason) => return self.skip_locked(raft_index, reason),
         };
         if head.tip.number.checked_add(1).is_none() {
             return Err(LedgerError::HeightOverflow(head.tip.number));
         }
-        let block = Block::next(&head.tip, batch.clone(), decoded.timestamp_ms);
+        let (decoded, data_hash) = decoded;
+        let block = Block::next_hashed(&head.tip, batch, decoded.timestamp_ms, data_hash);
         let checked = validator.validate(&block.header, &decoded.txs, self)?;
         let record = BlockRecord {
             block,
@@ -538,7 +549,7 @@ impl Ledger {
         entry: &[u8],
     ) -> Result<CommitOutcome, LedgerError> {
         match SignedBatch::from_bytes(entry) {
-            Ok(batch) => self.commit_batch(raft_index, &batch),
+            Ok(batch) => self.commit_owned(raft_index, batch),
             Err(e) => self.skip_entry(raft_index, SkipReason::Undecodable(e.to_string())),
         }
     }
@@ -633,7 +644,7 @@ impl Ledger {
         let BlockData::Batch(batch) = &record.block.data else {
             return Err(reject("holds a genesis configuration".into()));
         };
-        let decoded = self.check_entry(batch).map_err(|r| reject(r.to_string()))?;
+        let (decoded, _) = self.check_entry(batch).map_err(|r| reject(r.to_string()))?;
         if record.block.header.timestamp_ms != decoded.timestamp_ms {
             return Err(reject("header time differs from the batch time".into()));
         }
@@ -667,8 +678,9 @@ impl Ledger {
         self.write_block(record.clone(), checked, started)
     }
 
-    /// Decodes a batch and checks its proposer; the reason for skipping otherwise.
-    fn check_entry(&self, batch: &SignedBatch) -> Result<Batch, SkipReason> {
+    /// Decodes a batch and checks its proposer; the batch and its SHA-256 (the block's data
+    /// hash), or the reason for skipping.
+    fn check_entry(&self, batch: &SignedBatch) -> Result<(Batch, Hash32), SkipReason> {
         let b = batch
             .decode_batch()
             .map_err(|e| SkipReason::Undecodable(e.to_string()))?;
@@ -679,7 +691,7 @@ impl Ledger {
         if !node.consenter {
             return Err(SkipReason::NotConsenter(b.proposer.clone()));
         }
-        batch
+        let data_hash = batch
             .verify(&node.public_key)
             .map_err(|_| SkipReason::BadProposerSignature(b.proposer.clone()))?;
         if b.txs.len() > self.genesis.block.max_tx as usize {
@@ -688,7 +700,7 @@ impl Ledger {
                 max: self.genesis.block.max_tx,
             });
         }
-        Ok(b)
+        Ok((b, data_hash))
     }
 
     /// Writes a validated block, its valid writes, index entries, tip and applied index in one
