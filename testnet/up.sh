@@ -6,8 +6,11 @@
 #   BLOCK_TIMEOUT_MS=50 testnet/up.sh 4   ... cut 50 ms after a block's first tx (default 20)
 #   ENDORSE_BATCH_INTERVAL_MS=0 testnet/up.sh 4   ... nodes' [p2p] endorse_batch_interval_ms
 #                                                 (default: the node's own, 20)
-#   ENDORSE_BATCH_INTERVAL_MAX_MS=20 testnet/up.sh 4  ... [p2p] endorse_batch_interval_max_ms
-#                                                 (default: the node's own, 100)
+#   ENDORSE_BATCH_INTERVAL_MAX_MS=100 testnet/up.sh 4  ... [p2p] endorse_batch_interval_max_ms
+#                                                 (default: the node's own, 20)
+#   NODE_WORKER_THREADS=2 testnet/up.sh 4   ... [node] worker_threads (default: this machine's
+#                                                 CPUs divided by N, at least 1: the nodes share
+#                                                 the machine; 0 = one per CPU in every node)
 #   SPHR_NODE_BIN=/tmp/sphr-node.old testnet/up.sh 4   run that build of sphr-node (A/B runs);
 #                                                 nothing is built
 #
@@ -51,6 +54,9 @@ case "$timeout_ms" in ""|[1-9]|[1-9][0-9]|[1-9][0-9][0-9]|[1-9][0-9][0-9][0-9]) 
 interval_ms="${ENDORSE_BATCH_INTERVAL_MS:-}"
 case "$interval_ms" in ""|[0-9]|[1-9][0-9]|[1-9][0-9][0-9]|1000) ;;
   *) echo "ENDORSE_BATCH_INTERVAL_MS must be a number from 0 to 1000, not '$interval_ms'" >&2; exit 2 ;; esac
+workers="${NODE_WORKER_THREADS:-$(( $(nproc) / n > 0 ? $(nproc) / n : 1 ))}"
+case "$workers" in [0-9]|[1-9][0-9]|[1-9][0-9][0-9]) ;;
+  *) echo "NODE_WORKER_THREADS must be a number from 0 to 999, not '$workers'" >&2; exit 2 ;; esac
 interval_max_ms="${ENDORSE_BATCH_INTERVAL_MAX_MS:-}"
 case "$interval_max_ms" in ""|[0-9]|[1-9][0-9]|[1-9][0-9][0-9]|1000) ;;
   *) echo "ENDORSE_BATCH_INTERVAL_MAX_MS must be a number from 0 to 1000, not '$interval_max_ms'" >&2; exit 2 ;; esac
@@ -100,6 +106,9 @@ for line in "${nodes[@]}"; do
   org="${id#*@}"
   "$bin" config init --network "$run/network" --node "$id" --data-dir "$run/$org/data" \
     --out "$run/$org.toml" >/dev/null
+  if [ "$workers" != 0 ]; then
+    sed -i "/^\[node\]$/a worker_threads = $workers" "$run/$org.toml"
+  fi
   if [ -n "$interval_ms" ]; then
     sed -i "/^\[p2p\]$/a endorse_batch_interval_ms = $interval_ms" "$run/$org.toml"
   fi

@@ -71,6 +71,9 @@ impl ConfigError {
     }
 }
 
+/// Largest `node.worker_threads`.
+pub const MAX_WORKER_THREADS: usize = 1024;
+
 /// Largest `node.verified_signature_cache`: two generations of 32-byte digests, about 300 MB.
 pub const MAX_VERIFIED_SIGNATURE_CACHE: usize = 4 * 1024 * 1024;
 
@@ -92,6 +95,10 @@ pub struct NodeSection {
     /// Signatures verified at endorsement (or made by this node) remembered per generation,
     /// so that the committer does not verify them again; 0 turns the cache off.
     pub verified_signature_cache: usize,
+    /// Threads of the async runtime (API, gateway, endorsement, p2p); 0 lets tokio choose:
+    /// `TOKIO_WORKER_THREADS` if set, else one per CPU. Nodes sharing a machine do better with
+    /// the CPUs divided between them (`testnet/up.sh` gives each `CPUs / nodes`, at least 1).
+    pub worker_threads: usize,
 }
 
 impl Default for NodeSection {
@@ -103,6 +110,7 @@ impl Default for NodeSection {
             shutdown_timeout_ms: 20_000,
             cert_warn_days: 30,
             verified_signature_cache: sphr_crypto::sigcache::DEFAULT_CAPACITY,
+            worker_threads: 0,
         }
     }
 }
@@ -365,6 +373,12 @@ impl NodeConfig {
                 format!("must be 0 to {MAX_VERIFIED_SIGNATURE_CACHE}"),
             );
         }
+        if self.node.worker_threads > MAX_WORKER_THREADS {
+            return bad(
+                "node.worker_threads",
+                format!("must be 0 (one per CPU) to {MAX_WORKER_THREADS}"),
+            );
+        }
         let api = match self.api.listen.parse::<SocketAddr>() {
             Ok(a) => a,
             Err(_) => {
@@ -563,6 +577,7 @@ mod tests {
             &|c| c.node.verified_signature_cache = 1 << 30,
             "node.verified_signature_cache",
         );
+        check(&|c| c.node.worker_threads = 1025, "node.worker_threads");
         check(&|c| c.log.filter = "info,x=loud".into(), "log.filter");
         check(&|c| c.ops.listen = "9443".into(), "ops.listen");
         check(&|c| c.ops.listen = "127.0.0.1:7443".into(), "ops.listen");

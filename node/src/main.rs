@@ -459,10 +459,24 @@ async fn client_command(cmd: Command) -> Result<ExitCode> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
+    // `run` reads its config before the runtime starts: `node.worker_threads` sizes it.
+    let mut run_config = match &cli.command {
+        Command::Run { config } => match load_config(config) {
+            Ok(c) => Some(c),
+            Err(e) => return config_failure(&e),
+        },
+        _ => None,
+    };
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if let Some(n) = run_config
+        .as_ref()
+        .map(|c| c.node.worker_threads)
+        .filter(|n| *n > 0)
     {
+        builder.worker_threads(n);
+    }
+    let rt = match builder.build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -472,9 +486,13 @@ fn main() -> ExitCode {
     let result: Result<ExitCode> = rt.block_on(async move {
         match cli.command {
             Command::Run { config } => {
-                let cfg = match load_config(&config) {
-                    Ok(c) => c,
-                    Err(e) => return Ok(config_failure(&e)),
+                // Loaded before the runtime started; loading again keeps this arm total.
+                let cfg = match run_config.take() {
+                    Some(c) => c,
+                    None => match load_config(&config) {
+                        Ok(c) => c,
+                        Err(e) => return Ok(config_failure(&e)),
+                    },
                 };
                 run_node(cfg).await.map(|_| ExitCode::SUCCESS)
             }

@@ -92,6 +92,8 @@ pub struct Metrics {
     pub ledger_blocks_committed_total: IntCounter,
     /// Ledger height (number of the last block).
     pub ledger_height: IntGauge,
+    /// Worker threads of the async runtime, set when the metrics are made.
+    pub runtime_worker_threads: IntGauge,
     /// Block validation durations.
     pub ledger_block_validation_duration_seconds: Histogram,
     /// Block write and flush durations.
@@ -524,7 +526,17 @@ impl Metrics {
             "Unix time the node started, in seconds",
         )?;
         start_time.set(crate::now_ms() as f64 / 1000.0);
+        let runtime_worker_threads = b.gauge(
+            "sphr_runtime_worker_threads",
+            "Worker threads of the node's async runtime (node.worker_threads, or one per CPU)",
+            false,
+        )?;
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            runtime_worker_threads
+                .set(i64::try_from(rt.metrics().num_workers()).unwrap_or(i64::MAX));
+        }
         Ok(Metrics {
+            runtime_worker_threads,
             registry: b.registry,
             api_requests_total,
             api_rejections_total,

@@ -59,6 +59,8 @@ async fn metrics_on_the_ops_port_move_by_exactly_what_was_committed() {
     let client = net.client(node.api_addr());
     let before = scrape(ops).await;
     assert_eq!(before.get("sphr_ledger_height", &[]), 0.0);
+    // The node runs on this test's runtime (two workers).
+    assert_eq!(before.get("sphr_runtime_worker_threads", &[]), 2.0);
 
     // 10 valid transactions: 2 one after the other, 8 at once (sharing blocks).
     let mut blocks = BTreeSet::new();
@@ -372,15 +374,26 @@ async fn health_names_storage_and_raft_when_the_disk_is_full() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sigterm_under_load_exits_0_and_keeps_every_acknowledged_tx() {
+async fn sigterm_under_load_exits_0_and_keeps_every_acknowledged_tx_on_one_worker_thread() {
     let net = TestNet::new(NetOpts {
         max_tx: 20,
         batch_timeout_ms: 10,
         ..NetOpts::default()
     });
     let config = net.write_config("data");
+    // One worker thread, as testnet/up.sh gives each of four nodes on a 2-CPU machine: the
+    // node must serve, commit and drain on SIGTERM with it.
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.starts_with("[node]\n"), "{text}");
+    std::fs::write(
+        &config,
+        text.replacen("[node]\n", "[node]\nworker_threads = 1\n", 1),
+    )
+    .unwrap();
     let mut node = NodeProcess::spawn(&config);
     let client = net.client(node.addr);
+    let workers = scrape(node.ops.unwrap()).await;
+    assert_eq!(workers.get("sphr_runtime_worker_threads", &[]), 1.0);
 
     let acked: Arc<Mutex<Vec<(String, u64)>>> = Arc::new(Mutex::new(Vec::new()));
     let signalled = Arc::new(AtomicBool::new(false));
