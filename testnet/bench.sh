@@ -9,6 +9,8 @@
 #    SPHR_TESTNET_DIR (default testnet/run-bench). Operations ports are chosen by the OS
 #    (SPHR_OPS_LISTEN=127.0.0.1:0) so that a node left on 9443 by something else does not
 #    stop the testnet.
+#    Then waits (at most SETTLE_SECS, default 60) for the 1-minute load average to fall below
+#    the number of cores, so that the tail of the builds is not measured as the network.
 # 2. the seed-003 configuration (benches/pte/seed-003.toml): 4 orgs x 1 process x 1000 invokes,
 #    constant mode, one send every CONST_FREQ ms per process (default 2: 2000 tx/s offered).
 # 3. unless a rate is given: RAMP_SECS-second rate-mode runs at each rate of RAMP; the
@@ -22,7 +24,7 @@
 # Environment: FLOW (gateway|client, default gateway), CONST_FREQ (ms, default 2),
 # RAMP (rates, default "250 500 750 1000 1250 1500 2000 2500 3000"), RAMP_SECS (default 10),
 # DURATION (s, default 60), P99_MAX_MS (default 250), DEFAULT_RATE (used when the ramp
-# finds none; default 1000).
+# finds none; default 1000), SETTLE_SECS (default 60; 0 skips the wait).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 export SPHR_TESTNET_DIR="${SPHR_TESTNET_DIR:-$root/testnet/run-bench}"
@@ -54,6 +56,16 @@ fi
 net="$run/network"
 out="$run/bench"
 mkdir -p "$out"
+
+settle_max="${SETTLE_SECS:-60}"
+case "$settle_max" in [0-9]|[1-9][0-9]|[1-9][0-9][0-9]) ;;
+  *) echo "SETTLE_SECS must be a number from 0 to 999, not '$settle_max'" >&2; exit 2 ;; esac
+waited=0
+while [ "$waited" -lt "$settle_max" ] && awk -v c="$(nproc)" '{ exit !($1 >= c) }' /proc/loadavg; do
+  sleep 5
+  waited=$((waited + 5))
+done
+echo "== settled for $waited s (load average $(cut -d' ' -f1-3 /proc/loadavg))"
 
 machine() {
   echo "machine: $(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n1), load average $(cut -d' ' -f1-3 /proc/loadavg)"

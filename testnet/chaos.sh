@@ -11,7 +11,8 @@
 #    so it runs beside testnet/up.sh (7443.., 7000.., 9443..). The kv contract is endorsed by a
 #    MAJORITY of orgs here (the testnet uses ALL): with ALL, no kv transaction could commit
 #    while any node is down, and the faults would be tested without load.
-#    Every node runs with `p2p.fault_injection = true` (the p2p fault switch, for step 4).
+#    Every node runs with `p2p.fault_injection = true` (the p2p fault switch, for step 4) and
+#    `node.worker_threads` = CPUs / 4, at least 1 (as testnet/up.sh sets it).
 # 2. sphr-pte runs throughout (rate mode, RATE tx/s, gateway flow, one process per org) and
 #    writes every tx it saw committed, with its validation code, to committed.txt.
 # 3. the seeded sequence (the seed picks the nodes and the timings; printed, so a run can be
@@ -89,6 +90,7 @@ mkdir -p "$dir"
 net="$dir/network"
 orgs=(PatientOrg HospitalOrg InsuranceOrg PharmacyOrg)
 n=${#orgs[@]}
+workers=$(( $(nproc) / n > 0 ? $(nproc) / n : 1 ))
 pids=()
 pte_pid=""
 killed_on_purpose=0
@@ -150,6 +152,9 @@ for i in "${!ids[@]}"; do
   org="${ids[$i]#*@}"
   "$bin" config init --network "$net" --node "${ids[$i]}" --data-dir "$dir/$org/data" \
     --out "$dir/$org.toml" >/dev/null
+  # Four nodes share this machine: each gets CPUs / nodes runtime workers, as testnet/up.sh
+  # gives them, so that the faults are run against the configuration the benchmarks use.
+  sed -i "/^\[node\]$/a worker_threads = $workers" "$dir/$org.toml"
   if grep -q '^\[p2p\]' "$dir/$org.toml"; then
     sed -i '/^\[p2p\]/a fault_injection = true' "$dir/$org.toml"
   else
