@@ -39,6 +39,9 @@ p99_max="${P99_MAX_MS:-250}"
 default_rate="${DEFAULT_RATE:-1000}"
 rate="${1:-}"
 case "$rate" in ""|[0-9]*) ;; *) echo "usage: testnet/bench.sh [RATE]" >&2; exit 2 ;; esac
+settle_max="${SETTLE_SECS:-60}"
+case "$settle_max" in [0-9]|[1-9][0-9]|[1-9][0-9][0-9]) ;;
+  *) echo "SETTLE_SECS must be a number from 0 to 999, not '$settle_max'" >&2; exit 2 ;; esac
 command -v jq >/dev/null || { echo "testnet/bench.sh needs jq" >&2; exit 1; }
 
 cleanup() { if [ "${KEEP:-0}" != 1 ]; then "$root/testnet/down.sh" || true; fi; }
@@ -57,9 +60,6 @@ net="$run/network"
 out="$run/bench"
 mkdir -p "$out"
 
-settle_max="${SETTLE_SECS:-60}"
-case "$settle_max" in [0-9]|[1-9][0-9]|[1-9][0-9][0-9]) ;;
-  *) echo "SETTLE_SECS must be a number from 0 to 999, not '$settle_max'" >&2; exit 2 ;; esac
 waited=0
 while [ "$waited" -lt "$settle_max" ] && awk -v c="$(nproc)" '{ exit !($1 >= c) }' /proc/loadavg; do
   sleep 5

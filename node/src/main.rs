@@ -486,13 +486,12 @@ fn main() -> ExitCode {
     let result: Result<ExitCode> = rt.block_on(async move {
         match cli.command {
             Command::Run { config } => {
-                // Loaded before the runtime started; loading again keeps this arm total.
-                let cfg = match run_config.take() {
-                    Some(c) => c,
-                    None => match load_config(&config) {
-                        Ok(c) => c,
-                        Err(e) => return Ok(config_failure(&e)),
-                    },
+                // Loaded (and refused, if bad) before the runtime started.
+                let Some(cfg) = run_config.take() else {
+                    return Err(anyhow!(
+                        "{}: not loaded before the runtime",
+                        config.display()
+                    ));
                 };
                 run_node(cfg).await.map(|_| ExitCode::SUCCESS)
             }
