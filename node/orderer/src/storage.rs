@@ -549,7 +549,15 @@ impl SledRaftStorage {
         if log_ops.is_empty() && meta_ops.is_empty() {
             return Ok(());
         }
-        self.write(log_ops, meta_ops)?;
+        // Entries past the last stored one replace nothing: no transaction needed.
+        if entries
+            .first()
+            .is_none_or(|first| first.index > self.last_index)
+        {
+            self.write_in_order(log_ops, meta_ops)?;
+        } else {
+            self.write(log_ops, meta_ops)?;
+        }
         if let Some(first) = entries.first() {
             self.recent
                 .replace_from(first.index, entries.iter().map(|e| e.term));
@@ -759,6 +767,28 @@ impl SledRaftStorage {
         }
     }
 
+    /// An append past the last stored entry (it replaces nothing), without a sled transaction (which costs two log
+    /// buffer writes, each a job for sled's I/O pool that wakes all of its threads): the
+    /// entries in index order, then the hard state. sled recovers a contiguous prefix of its
+    /// log, so a crash leaves the old state plus the first few new entries, with or without
+    /// the new hard state after them. Each of those is a state Raft allows: a log with extra
+    /// uncommitted entries that no one was told are stored (the flush comes before any
+    /// message saying so), and a commit index that is never beyond the last stored entry
+    /// (the hard state only lands after every entry it may point at). A term stored later
+    /// than entries of that term only lets this node vote again in a term in which it cast
+    /// no vote (a vote is a hard-state change written and flushed before it is sent).
+    fn write_in_order(&self, log_ops: LogOps, meta_ops: MetaOps) -> Result<(), StoreError> {
+        for (k, v) in log_ops {
+            if let Some(v) = v {
+                self.log.insert(k, v)?;
+            }
+        }
+        for (k, v) in meta_ops {
+            self.meta.insert(k, v)?;
+        }
+        Ok(())
+    }
+
     fn write(&self, log_ops: LogOps, mut meta_ops: MetaOps) -> Result<(), StoreError> {
         // One key (a new commit index or hard state: once or twice per block) needs no
         // transaction: a sled insert is atomic on its own, and a transaction costs two more
@@ -925,6 +955,54 @@ mod tests {
 
     fn open(db: &sled::Db, dir: &Path) -> SledRaftStorage {
         try_open(db, dir).unwrap()
+    }
+
+    #[test]
+    fn an_append_cut_short_by_a_crash_reopens_on_a_prefix_with_the_old_hard_state() {
+        let old_hs = HardState {
+            term: 1,
+            vote: 1,
+            commit: 2,
+            ..HardState::default()
+        };
+        let new_hs = HardState {
+            term: 2,
+            vote: 1,
+            commit: 7,
+            ..HardState::default()
+        };
+        let new: Vec<Entry> = (5..=7).map(|i| entry(i, 2)).collect();
+        // What sled can give back after a crash in an append past the end: the entries in
+        // index order, the hard state after them; any prefix of that.
+        for cut in 0..=new.len() + 1 {
+            let dir = tempfile::tempdir().unwrap();
+            {
+                let db = open_db(dir.path());
+                let mut s = open(&db, dir.path());
+                s.bootstrap(&[1, 2, 3]).unwrap();
+                let ents: Vec<Entry> = (1..=4).map(|i| entry(i, 1)).collect();
+                s.append_and_set_hard_state(&ents, Some(&old_hs)).unwrap();
+                s.flush().unwrap();
+                if cut > new.len() {
+                    s.append_and_set_hard_state(&new, Some(&new_hs)).unwrap();
+                } else {
+                    for e in &new[..cut] {
+                        let (value, _) = s.log_value(e).unwrap();
+                        s.log.insert(log_key(e.index), value).unwrap();
+                    }
+                }
+                s.flush().unwrap();
+            }
+            let db = open_db(dir.path());
+            let s = open(&db, dir.path());
+            let kept = cut.min(new.len()) as u64;
+            assert_eq!(s.last_index().unwrap(), 4 + kept, "cut {cut}");
+            let want_hs = if cut > new.len() { &new_hs } else { &old_hs };
+            assert_eq!(&s.initial_state().unwrap().hard_state, want_hs, "cut {cut}");
+            for i in 5..=4 + kept {
+                assert_eq!(s.term(i).unwrap(), 2);
+            }
+        }
     }
 
     #[test]
