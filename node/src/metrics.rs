@@ -367,7 +367,7 @@ impl Metrics {
         )?;
         let ledger_block_commit_duration_seconds = b.histogram(
             "sphr_ledger_block_commit_duration_seconds",
-            "Block commit: one sled transaction (block, writes, tx index, tip) and the flush to disk",
+            "Block commit: redo record, block, writes, tx index, tip, and the flush to disk",
             &STAGE_BUCKETS,
         )?;
         // raft (sampled from the orderer's status)

@@ -12,6 +12,7 @@
 //!            "genesis_hash"                   network id (32)
 //!            "tip"                            header: number (8) prev (32) data (32) time (8)
 //!            "applied_raft_index"             u64 BE
+//!            "redo"                           the last block's writes (see `encode_redo`)
 //!  state_hashes number (u64 BE, 8)            world-state hash after that block (32)
 //! ```
 //!
@@ -36,6 +37,10 @@ pub const META_TIP: &[u8] = b"tip";
 /// `meta` key of the last Raft index applied.
 pub const META_APPLIED_RAFT_INDEX: &[u8] = b"applied_raft_index";
 
+/// `meta` key of the redo record: every write of the last block, stored in one insert before
+/// the writes themselves (see [`encode_redo`]).
+pub const META_REDO: &[u8] = b"redo";
+
 /// Length of an encoded [`TxLocation`].
 pub const TX_LOCATION_LEN: usize = 13;
 /// Length of an encoded tip header.
@@ -59,6 +64,115 @@ pub enum CodecError {
     /// A validation code byte is not one this version knows.
     #[error("unknown validation code byte {0}")]
     UnknownCode(u8),
+    /// A redo record does not decode.
+    #[error("redo record: {0}")]
+    Redo(&'static str),
+}
+
+/// The tree a write of a redo record goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedoTree {
+    /// `blocks`.
+    Blocks,
+    /// `state_hashes`.
+    StateHashes,
+    /// `state`.
+    State,
+    /// `txindex`.
+    TxIndex,
+    /// `meta`.
+    Meta,
+}
+
+impl RedoTree {
+    const ALL: [RedoTree; 5] = [
+        RedoTree::Blocks,
+        RedoTree::StateHashes,
+        RedoTree::State,
+        RedoTree::TxIndex,
+        RedoTree::Meta,
+    ];
+
+    fn byte(self) -> u8 {
+        self as u8
+    }
+
+    fn from_byte(b: u8) -> Option<RedoTree> {
+        Self::ALL.get(usize::from(b)).copied()
+    }
+}
+
+/// One write of a redo record: the tree, the key, and the value to insert (`None`: remove).
+pub type RedoWrite<'a> = (RedoTree, &'a [u8], Option<&'a [u8]>);
+
+/// Encodes a redo record: the block number (u64 BE), the number of writes (u32 BE), then each
+/// write in order: tree byte, key length (u32 BE), key, then 0 (remove) or 1, value length
+/// (u32 BE), value.
+pub fn encode_redo(block: u64, writes: &[RedoWrite<'_>]) -> Vec<u8> {
+    let len = writes
+        .iter()
+        .map(|(_, k, v)| 10 + k.len() + v.map_or(0, |v| 4 + v.len()))
+        .sum::<usize>();
+    let mut out = Vec::with_capacity(12 + len);
+    out.extend_from_slice(&block.to_be_bytes());
+    out.extend_from_slice(&(writes.len() as u32).to_be_bytes());
+    for (tree, key, value) in writes {
+        out.push(tree.byte());
+        out.extend_from_slice(&(key.len() as u32).to_be_bytes());
+        out.extend_from_slice(key);
+        match value {
+            None => out.push(0),
+            Some(v) => {
+                out.push(1);
+                out.extend_from_slice(&(v.len() as u32).to_be_bytes());
+                out.extend_from_slice(v);
+            }
+        }
+    }
+    out
+}
+
+/// Decodes a redo record ([`encode_redo`]): the block number and its writes, borrowed from `b`.
+pub fn decode_redo(b: &[u8]) -> Result<(u64, Vec<RedoWrite<'_>>), CodecError> {
+    fn take<'a>(b: &mut &'a [u8], n: usize) -> Result<&'a [u8], CodecError> {
+        if b.len() < n {
+            return Err(CodecError::Redo("truncated"));
+        }
+        let (head, rest) = b.split_at(n);
+        *b = rest;
+        Ok(head)
+    }
+    fn take_u32(b: &mut &[u8]) -> Result<usize, CodecError> {
+        let n = u32::from_be_bytes(to_array(take(b, 4)?));
+        usize::try_from(n).map_err(|_| CodecError::Redo("length does not fit"))
+    }
+    let mut rest = b;
+    let block = u64::from_be_bytes(to_array(take(&mut rest, 8)?));
+    let count = take_u32(&mut rest)?;
+    // Every write takes at least 6 bytes: a count beyond that is a lie, not an allocation.
+    if count > rest.len() / 6 {
+        return Err(CodecError::Redo("more writes than bytes"));
+    }
+    let mut writes = Vec::with_capacity(count);
+    for _ in 0..count {
+        let tree =
+            RedoTree::from_byte(take(&mut rest, 1)?[0]).ok_or(CodecError::Redo("unknown tree"))?;
+        let key_len = take_u32(&mut rest)?;
+        let key = take(&mut rest, key_len)?;
+        let value = match take(&mut rest, 1)?[0] {
+            0 => None,
+            1 => {
+                let len = take_u32(&mut rest)?;
+                Some(take(&mut rest, len)?)
+            }
+            _ => return Err(CodecError::Redo("bad value flag")),
+        };
+        writes.push((tree, key, value));
+    }
+    if !rest.is_empty() {
+        return Err(CodecError::Redo("trailing bytes"));
+    }
+    Ok((block, writes))
 }
 
 /// Where a committed transaction is, and its verdict.
@@ -264,6 +378,29 @@ mod tests {
         }
 
         #[test]
+        fn redo_round_trip(block in any::<u64>(),
+                           writes in proptest::collection::vec(
+                               (0u8..5, proptest::collection::vec(any::<u8>(), 0..40),
+                                proptest::option::of(proptest::collection::vec(any::<u8>(), 0..80))),
+                               0..20)) {
+            let ops: Vec<RedoWrite<'_>> = writes
+                .iter()
+                .map(|(t, k, v)| (RedoTree::ALL[usize::from(*t)], k.as_slice(), v.as_deref()))
+                .collect();
+            let enc = encode_redo(block, &ops);
+            prop_assert_eq!(decode_redo(&enc), Ok((block, ops.clone())));
+            // Every strict prefix is refused: a record is whole or it is an error.
+            for cut in 0..enc.len() {
+                prop_assert!(decode_redo(&enc[..cut]).is_err());
+            }
+        }
+
+        #[test]
+        fn redo_garbage_gives_errors_not_panics(bytes in proptest::collection::vec(any::<u8>(), 0..100)) {
+            let _ = decode_redo(&bytes);
+        }
+
+        #[test]
         fn garbage_gives_errors_not_panics(bytes in proptest::collection::vec(any::<u8>(), 0..100)) {
             let loc = TxLocation::from_bytes(&bytes);
             if bytes.len() != TX_LOCATION_LEN {
@@ -290,5 +427,46 @@ mod tests {
         for b in 10..=u8::MAX {
             assert_eq!(code_from_byte(b), Err(CodecError::UnknownCode(b)));
         }
+    }
+
+    #[test]
+    fn redo_records_name_what_is_wrong() {
+        let ok = encode_redo(
+            7,
+            &[
+                (RedoTree::State, b"k", Some(b"v")),
+                (RedoTree::Meta, b"t", None),
+            ],
+        );
+        assert_eq!(
+            decode_redo(&ok),
+            Ok((
+                7,
+                vec![
+                    (RedoTree::State, &b"k"[..], Some(&b"v"[..])),
+                    (RedoTree::Meta, &b"t"[..], None)
+                ]
+            ))
+        );
+        let mut trailing = ok.clone();
+        trailing.push(0);
+        assert_eq!(
+            decode_redo(&trailing),
+            Err(CodecError::Redo("trailing bytes"))
+        );
+        let mut tree = ok.clone();
+        tree[12] = 5;
+        assert_eq!(decode_redo(&tree), Err(CodecError::Redo("unknown tree")));
+        let mut flag = ok.clone();
+        flag[12 + 1 + 4 + 1] = 2;
+        assert_eq!(decode_redo(&flag), Err(CodecError::Redo("bad value flag")));
+        // A count the bytes cannot hold is refused before anything is allocated for it.
+        let mut count = ok;
+        count[8..12].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert_eq!(
+            decode_redo(&count),
+            Err(CodecError::Redo("more writes than bytes"))
+        );
+        assert_eq!(decode_redo(&[]), Err(CodecError::Redo("truncated")));
     }
 }

@@ -1,13 +1,15 @@
 //! The ledger on sled: blocks, versioned world state, tx index and metadata in one database.
 //!
-//! Every change is one sled transaction over the trees it touches, followed by a flush, so a
-//! node killed at any moment reopens on the last block it reported committed, with the state,
-//! index, tip and applied Raft index of exactly that block.
+//! A block's writes go to sled after a redo record that holds them all (one insert), the tip
+//! last, then a flush; sled recovers a contiguous prefix of its log, so a node killed at any
+//! moment reopens on the last block it reported committed or finishes the one it was writing
+//! from the redo record, with the state, index, tip and applied Raft index of exactly that
+//! block. Other changes are one sled transaction over the trees they touch, then a flush.
 //!
 //! Block records themselves (100 to 250 KB under load) are appended to segment files in the
 //! `block-segments` directory inside the database directory ([`sphr_segments`]), synced, and
 //! only then is their 25-byte location written in the `blocks` tree with the rest of the
-//! block's transaction. A crash between the two leaves bytes nobody points to; a location on
+//! block's writes. A crash between the two leaves bytes nobody points to; a location on
 //! disk always points to synced bytes. Ledgers of layout version 1 kept records inline in the
 //! tree; those are still read as they are, and blocks committed after go to the files.
 
@@ -25,8 +27,8 @@ use sphr_types::{
 use tracing::{debug, info, warn};
 
 use crate::codec::{
-    self, CodecError, META_APPLIED_RAFT_INDEX, META_GENESIS_HASH, META_SCHEMA, META_TIP,
-    SCHEMA_VERSION, TxLocation,
+    self, CodecError, META_APPLIED_RAFT_INDEX, META_GENESIS_HASH, META_REDO, META_SCHEMA, META_TIP,
+    RedoTree, RedoWrite, SCHEMA_VERSION, TxLocation,
 };
 use crate::store::{MAX_RANGE_ENTRIES, StateEntry, StateReader, TxIndexReader};
 use crate::validate::{MvccChecked, TxOutcome, Validator};
@@ -169,7 +171,7 @@ pub struct CommittedBlock {
     pub txs: Vec<TxOutcome>,
     /// Time spent checking the block: decoding, signatures, endorsement policies, MVCC.
     pub validation_duration: Duration,
-    /// Time spent writing the block, its writes and index (one sled transaction) and
+    /// Time spent writing the block, its writes and index (redo record, then the writes) and
     /// flushing them to disk.
     pub commit_duration: Duration,
 }
@@ -338,6 +340,17 @@ impl Ledger {
             });
         }
         let block_files = SegmentStore::open(path.join(BLOCK_SEGMENTS_DIR), DEFAULT_SEGMENT_BYTES)?;
+        let trees = Trees {
+            blocks: &blocks,
+            state_hashes: &state_hashes,
+            state: &state,
+            txindex: &txindex,
+            meta: &meta,
+        };
+        if let Some(number) = trees.finish_interrupted_write(&db)? {
+            warn!(target: TARGET, path = %path.display(), block = number,
+                  "finished writing block {number}, which a crash had interrupted");
+        }
         let head = load_head(
             &blocks,
             &block_files,
@@ -486,8 +499,8 @@ impl Ledger {
     }
 
     /// Applies Raft entry `raft_index` holding `batch`: makes the next block, validates its
-    /// transactions and commits block, valid writes, tx index, tip and applied index in one
-    /// sled transaction, then flushes.
+    /// transactions and commits block, valid writes, tx index, tip and applied index (all or
+    /// nothing across a crash), then flushes.
     ///
     /// - `raft_index <= applied_raft_index()`: nothing happens ([`CommitOutcome::AlreadyApplied`]),
     ///   so replaying the log after a restart is harmless;
@@ -495,7 +508,8 @@ impl Ledger {
     ///   signature, too many txs) makes no block, but its index is recorded as applied
     ///   ([`CommitOutcome::Skipped`]), the same on every node.
     ///
-    /// Errors are store failures only: stop the node (nothing was half-written).
+    /// Errors are store failures only: stop the node (a block half-written when the error
+    /// came is finished from its redo record when the ledger opens again).
     pub fn commit_batch(
         &self,
         raft_index: u64,
@@ -703,8 +717,11 @@ impl Ledger {
         Ok((b, data_hash))
     }
 
-    /// Writes a validated block, its valid writes, index entries, tip and applied index in one
-    /// transaction, flushes, then moves the in-memory head. Caller holds the commit lock.
+    /// Writes a validated block, its valid writes, index entries, tip and applied index (all
+    /// or nothing across a crash: a redo record first, see the comment inside), flushes, then
+    /// moves the in-memory head. Caller holds the commit lock. Readers may see some of the
+    /// block's state writes before the others; a simulation that reads across that moment
+    /// holds a version that is stale by the time it commits, and fails the MVCC check.
     fn write_block(
         &self,
         record: BlockRecord,
@@ -745,30 +762,28 @@ impl Ledger {
         let prev_state_hash = self.read_head().state_hash;
         let state_hash = state_hash_after(&prev_state_hash, number, &writes);
 
-        (
-            &self.blocks,
-            &self.state,
-            &self.txindex,
-            &self.meta,
-            &self.state_hashes,
-        )
-            .transaction(|(blocks, state, txindex, meta, state_hashes)| {
-                blocks.insert(&key[..], &location[..])?;
-                state_hashes.insert(&key[..], &state_hash.0[..])?;
-                for (k, v) in &writes {
-                    match v {
-                        Some(v) => state.insert(*k, v.as_slice())?,
-                        None => state.remove(*k)?,
-                    };
-                }
-                for (id, loc) in &index {
-                    txindex.insert(&id[..], &loc[..])?;
-                }
-                meta.insert(META_TIP, &tip[..])?;
-                meta.insert(META_APPLIED_RAFT_INDEX, &applied[..])?;
-                Ok::<(), ConflictableTransactionError<std::convert::Infallible>>(())
-            })
-            .map_err(tx_error)?;
+        // The redo record (one insert, so all or nothing), then the writes in order, the tip
+        // last: sled recovers a contiguous prefix of its log, so after a crash either the
+        // tip is this block, or the record is there to finish what the crash cut
+        // (`finish_interrupted_write` on open). A sled transaction would do the same at the
+        // cost of two more log-buffer writes per block (each a job that wakes every thread
+        // of sled's I/O pool) and a process-wide lock that stops every reader meanwhile.
+        let mut ops: Vec<RedoWrite<'_>> = Vec::with_capacity(writes.len() + index.len() + 4);
+        ops.push((RedoTree::Blocks, &key[..], Some(&location[..])));
+        ops.push((RedoTree::StateHashes, &key[..], Some(&state_hash.0[..])));
+        for (k, v) in &writes {
+            ops.push((RedoTree::State, k, v.as_deref()));
+        }
+        for (id, loc) in &index {
+            ops.push((RedoTree::TxIndex, &id[..], Some(&loc[..])));
+        }
+        ops.push((RedoTree::Meta, META_APPLIED_RAFT_INDEX, Some(&applied[..])));
+        // Last: a recorded tip means every write before it is there.
+        ops.push((RedoTree::Meta, META_TIP, Some(&tip[..])));
+        self.meta
+            .insert(META_REDO, codec::encode_redo(number, &ops))?;
+        self.trees().apply(&ops)?;
+        drop(ops);
         self.db.flush()?;
         let commit_duration = write_started.elapsed();
         drop(writes);
@@ -814,6 +829,16 @@ impl Ledger {
             .insert(META_APPLIED_RAFT_INDEX, &codec::encode_u64(raft_index)[..])?;
         self.meta.flush()?;
         Ok(())
+    }
+
+    fn trees(&self) -> Trees<'_> {
+        Trees {
+            blocks: &self.blocks,
+            state_hashes: &self.state_hashes,
+            state: &self.state,
+            txindex: &self.txindex,
+            meta: &self.meta,
+        }
     }
 
     fn read_head(&self) -> std::sync::RwLockReadGuard<'_, Head> {
@@ -929,8 +954,61 @@ fn init(
     Ok(())
 }
 
+/// The trees a block's writes go to.
+struct Trees<'a> {
+    blocks: &'a sled::Tree,
+    state_hashes: &'a sled::Tree,
+    state: &'a sled::Tree,
+    txindex: &'a sled::Tree,
+    meta: &'a sled::Tree,
+}
+
+impl Trees<'_> {
+    /// Applies writes in order (each one alone; not flushed).
+    fn apply(&self, ops: &[RedoWrite<'_>]) -> Result<(), LedgerError> {
+        for (tree, key, value) in ops {
+            let tree = match tree {
+                RedoTree::Blocks => self.blocks,
+                RedoTree::StateHashes => self.state_hashes,
+                RedoTree::State => self.state,
+                RedoTree::TxIndex => self.txindex,
+                RedoTree::Meta => self.meta,
+            };
+            match value {
+                Some(v) => tree.insert(key, *v)?,
+                None => tree.remove(key)?,
+            };
+        }
+        Ok(())
+    }
+
+    /// Finishes a block write that a crash cut short: when the redo record is for the block
+    /// after the recorded tip, applies all of its writes again (each sets a key to the value
+    /// it had in that block, so writing twice is writing once) and flushes. Returns the
+    /// number of the block finished.
+    fn finish_interrupted_write(&self, db: &sled::Db) -> Result<Option<u64>, LedgerError> {
+        let Some(raw) = self.meta.get(META_REDO)? else {
+            return Ok(None);
+        };
+        let (number, ops) = codec::decode_redo(&raw)?;
+        let tip = read_meta_head(self.meta)?.tip.number;
+        if number <= tip {
+            return Ok(None);
+        }
+        if Some(number) != tip.checked_add(1) {
+            return Err(LedgerError::Corrupt(format!(
+                "the redo record is for block {number} but the recorded tip is block {tip}"
+            )));
+        }
+        self.apply(&ops)?;
+        db.flush()?;
+        Ok(Some(number))
+    }
+}
+
 /// Reads tip and applied index from `meta` and checks them against the blocks tree: the last
-/// block stored must be the tip (they are written in one transaction). Reads the state hash
+/// block stored must be the tip (a block's writes end with the tip; an interrupted write is
+/// finished before this runs). Reads the state hash
 /// of the tip; a ledger written before state hashes existed gets one made from its whole
 /// state at the tip (logged: nodes upgraded at different heights will show different hashes).
 fn load_head(

@@ -23,12 +23,12 @@
 //!                            │ codes (must equal the peer's for append_block)
 //!                            v
 //!  BlockRecord { block, codes, raft_index } appended to a block segment file, synced
-//!  one sled transaction over blocks, state, txindex, meta:
+//!  meta: redo record (every write below, one insert), then the writes one by one:
 //!    blocks[n] = location of the record (segment, offset, length, CRC-32)
+//!    state_hashes[n] = H(state_hashes[n-1], n, writes)  (running world-state hash)
 //!    state[k]  = version (n, position) ++ value      (writes of VALID txs only)
 //!    txindex[id] = (n, position, code)               (txs whose creator signature verified)
-//!    meta: tip header, applied raft index
-//!    state_hashes[n] = H(state_hashes[n-1], n, writes)  (running world-state hash)
+//!    meta: applied raft index, then the tip header (last: a tip means the rest is there)
 //!  then flush ──> CommittedBlock { per tx: id, position, code, contract, function, events }
 //! ```
 //!

@@ -21,7 +21,7 @@ pub type StateEntry = (Vec<u8>, Version, Vec<u8>);
 ///   the committer wrote them, with the version `(block, position)` of the transaction that
 ///   wrote them;
 /// - reads see committed state only: nothing of a block is visible before its validation is
-///   done and its sled transaction applies. Reads made while a commit runs may see the state
+///   done and its writes apply. Reads made while a commit runs may see the state
 ///   before or after that block, key by key (sled gives per-key atomicity), possibly a moment
 ///   before the ledger's tip reports that block; MVCC at commit catches any key that moved, so a
 ///   simulation never needs a lock;

@@ -206,3 +206,130 @@ fn the_state_hash_follows_the_writes_survives_reopen_and_matches_a_synced_copy()
     assert_eq!(c.height(), 2);
     assert_ne!(c.tip_and_state_hash().1, h2);
 }
+
+/// Copies a closed ledger's directory (sled's files and the block segment files).
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_block_write_cut_short_at_any_point_is_finished_when_the_ledger_opens() {
+    use sphr_ledger::codec::{META_REDO, RedoTree, decode_redo};
+    use sphr_ledger::ledger::{
+        TREE_BLOCKS, TREE_META, TREE_STATE, TREE_STATE_HASHES, TREE_TXINDEX,
+    };
+
+    let net = TestNetwork::new(2, "ANY");
+    let alice = net.user(1, "alice");
+    let full = tempfile::tempdir().unwrap();
+    let after_1 = tempfile::tempdir().unwrap();
+    let a = net.open_ledger(full.path());
+    let block_1: Vec<_> = (0..4u8)
+        .map(|i| net.kv_put(&alice, &[b'k', i], b"one"))
+        .collect();
+    commit(&net, &a, &block_1);
+    drop(a);
+    copy_dir(full.path(), after_1.path());
+
+    // Block 2 overwrites two keys of block 1 and adds two.
+    let a = net.open_ledger(full.path());
+    let block_2: Vec<_> = [1u8, 2, 8, 9]
+        .iter()
+        .map(|i| net.kv_put(&alice, &[b'k', *i], b"two"))
+        .collect();
+    commit(&net, &a, &block_2);
+    let want_head = a.tip_and_state_hash();
+    let want_applied = a.applied_raft_index();
+    let want_state = a.range_state(b"kv\0", b"kv\x01", 100).unwrap();
+    let want_block = a.block(2).unwrap().unwrap();
+    let want_locations: Vec<_> = block_1
+        .iter()
+        .chain(&block_2)
+        .map(|t| a.tx_location(&tx_id(t)).unwrap().unwrap())
+        .collect();
+    assert_eq!(want_head.0.number, 2);
+    assert_eq!(want_state.len(), 6);
+    drop(a);
+
+    // What block 2's write stored first: its redo record.
+    let (redo, ops) = {
+        let db = sled::open(full.path()).unwrap();
+        let raw = db
+            .open_tree(TREE_META)
+            .unwrap()
+            .get(META_REDO)
+            .unwrap()
+            .unwrap();
+        let (number, ops) = decode_redo(&raw).unwrap();
+        assert_eq!(number, 2);
+        let owned: Vec<(RedoTree, Vec<u8>, Option<Vec<u8>>)> = ops
+            .into_iter()
+            .map(|(t, k, v)| (t, k.to_vec(), v.map(<[u8]>::to_vec)))
+            .collect();
+        (raw.to_vec(), owned)
+    };
+    // The block's location, its state hash, 4 state writes, 4 index entries, applied, tip.
+    assert_eq!(ops.len(), 12);
+
+    // A crash after the record and any number of the writes after it: sled gives back a
+    // prefix of its log, which is what each case below has on disk.
+    for cut in 0..=ops.len() {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(after_1.path(), dir.path());
+        // The block's record was appended to its segment file and synced before the redo
+        // record was written.
+        copy_dir(
+            &full.path().join(sphr_ledger::BLOCK_SEGMENTS_DIR),
+            &dir.path().join(sphr_ledger::BLOCK_SEGMENTS_DIR),
+        );
+        {
+            let db = sled::open(dir.path()).unwrap();
+            db.open_tree(TREE_META)
+                .unwrap()
+                .insert(META_REDO, redo.as_slice())
+                .unwrap();
+            for (tree, key, value) in &ops[..cut] {
+                let name = match tree {
+                    RedoTree::Blocks => TREE_BLOCKS,
+                    RedoTree::StateHashes => TREE_STATE_HASHES,
+                    RedoTree::State => TREE_STATE,
+                    RedoTree::TxIndex => TREE_TXINDEX,
+                    RedoTree::Meta => TREE_META,
+                };
+                let t = db.open_tree(name).unwrap();
+                match value {
+                    Some(v) => t.insert(key.as_slice(), v.as_slice()).unwrap(),
+                    None => t.remove(key.as_slice()).unwrap(),
+                };
+            }
+            db.flush().unwrap();
+        }
+        for _ in 0..2 {
+            // Opened twice: the second open finds the block written and has nothing to do.
+            let l = net.open_ledger(dir.path());
+            assert_eq!(l.tip_and_state_hash(), want_head, "cut after {cut} writes");
+            assert_eq!(
+                l.applied_raft_index(),
+                want_applied,
+                "cut after {cut} writes"
+            );
+            assert_eq!(l.range_state(b"kv\0", b"kv\x01", 100).unwrap(), want_state);
+            assert_eq!(l.block(2).unwrap().unwrap(), want_block);
+            let locations: Vec<_> = block_1
+                .iter()
+                .chain(&block_2)
+                .map(|t| l.tx_location(&tx_id(t)).unwrap().unwrap())
+                .collect();
+            assert_eq!(locations, want_locations, "cut after {cut} writes");
+        }
+    }
+}
