@@ -767,9 +767,10 @@ impl SledRaftStorage {
         }
     }
 
-    /// An append past the last stored entry (it replaces nothing), without a sled transaction (which costs two log
-    /// buffer writes, each a job for sled's I/O pool that wakes all of its threads): the
-    /// entries in index order, then the hard state. sled recovers a contiguous prefix of its
+    /// An append past the last stored entry (it replaces nothing, so `log_ops` holds no
+    /// removals), without a sled transaction (which costs two log buffer writes, each a job
+    /// for sled's I/O pool that wakes all of its threads): the entries in index order, then
+    /// the hard state. sled recovers a contiguous prefix of its
     /// log, so a crash leaves the old state plus the first few new entries, with or without
     /// the new hard state after them. Each of those is a state Raft allows: a log with extra
     /// uncommitted entries that no one was told are stored (the flush comes before any
