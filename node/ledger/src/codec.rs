@@ -24,9 +24,11 @@
 use sphr_crypto::hash::Hash32;
 use sphr_types::{BlockHeader, ValidationCode, Version};
 
-/// The on-disk layout version written in `meta/schema`. Version 2: block records in segment
-/// files (version 1 kept them in the `blocks` tree; a version 1 ledger opens and is upgraded).
-pub const SCHEMA_VERSION: u32 = 2;
+/// The on-disk layout version written in `meta/schema`. Version 3: block records in segment
+/// files, LZ4-compressed when that makes them shorter (29-byte locations tagged 0xFE).
+/// Version 2 kept them uncompressed, version 1 in the `blocks` tree; both open and are
+/// upgraded, and an older build refuses version 3, whose compressed records it could not read.
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// `meta` key of the layout version.
 pub const META_SCHEMA: &[u8] = b"schema";

@@ -50,9 +50,10 @@ pub const TREE_STATE_HASHES: &str = "state_hashes";
 pub const BLOCK_SEGMENTS_DIR: &str = "block-segments";
 /// Largest block record read back from a segment file (a location saying more is corrupt).
 pub const MAX_BLOCK_RECORD_BYTES: usize = 256 << 20;
-/// Layout versions this build opens: 1 (block records inline in sled) is upgraded in place
-/// to [`SCHEMA_VERSION`] by writing the new version (its records stay readable as they are).
-const UPGRADABLE_SCHEMAS: &[u32] = &[1];
+/// Layout versions this build opens: 1 (block records inline in sled) and 2 (in segment
+/// files, uncompressed) are upgraded in place to [`SCHEMA_VERSION`] by writing the new
+/// version (their records stay readable as they are).
+const UPGRADABLE_SCHEMAS: &[u32] = &[1, 2];
 
 /// Why a ledger operation failed. Each variant says what the caller does next.
 #[derive(Debug, thiserror::Error)]
@@ -331,7 +332,7 @@ impl Ledger {
             meta.insert(META_SCHEMA, &SCHEMA_VERSION.to_be_bytes()[..])?;
             meta.flush()?;
             info!(target: TARGET, path = %path.display(), from = schema, to = SCHEMA_VERSION,
-                  "upgraded the ledger layout (blocks from now on go to segment files)");
+                  "upgraded the ledger layout (new blocks go to segment files, compressed)");
         } else if schema != SCHEMA_VERSION {
             return Err(LedgerError::Schema {
                 path,

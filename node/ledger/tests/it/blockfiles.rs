@@ -1,9 +1,11 @@
 //! Block records in segment files: what sled holds, reopening, corruption, a torn tail, and
-//! the upgrade of a layout-1 ledger (records inline in sled).
+//! the upgrades of a layout-1 ledger (records inline in sled) and of a layout-2 ledger
+//! (records in segment files, never compressed).
 
 use sphr_ledger::test_utils::TestNetwork;
 use sphr_ledger::{BLOCK_SEGMENTS_DIR, Ledger, LedgerError};
 use sphr_segments::Location;
+use sphr_types::BlockRecord;
 
 use crate::commit;
 
@@ -14,6 +16,40 @@ fn segment_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         .collect();
     files.sort();
     files
+}
+
+/// A ledger in `dir` with one committed block, and that block.
+fn one_block(net: &TestNetwork, dir: &std::path::Path) -> (Ledger, BlockRecord) {
+    let ledger = net.open_ledger(dir);
+    commit(net, &ledger, &[net.kv_put(&net.user(0, "a"), b"k", b"v")]);
+    let record = ledger.block(1).unwrap().unwrap();
+    (ledger, record)
+}
+
+/// Makes the ledger look as layout `schema` left it: `value` under block 1, the schema mark.
+fn rewrite_block_1(ledger: &Ledger, schema: u32, value: &[u8]) {
+    let db = ledger.db();
+    db.open_tree("blocks")
+        .unwrap()
+        .insert(1u64.to_be_bytes(), value)
+        .unwrap();
+    db.open_tree("meta")
+        .unwrap()
+        .insert("schema", &schema.to_be_bytes()[..])
+        .unwrap();
+    db.flush().unwrap();
+}
+
+/// The value under `key` in the ledger's sled tree `tree`.
+fn stored(ledger: &Ledger, tree: &str, key: &[u8]) -> Vec<u8> {
+    ledger
+        .db()
+        .open_tree(tree)
+        .unwrap()
+        .get(key)
+        .unwrap()
+        .unwrap_or_else(|| panic!("no {tree}/{key:?}"))
+        .to_vec()
 }
 
 #[test]
@@ -103,43 +139,62 @@ fn a_layout_1_ledger_with_blocks_inline_opens_upgraded_and_keeps_its_blocks() {
     let net = TestNetwork::new(1, "ANY");
     let dir = tempfile::tempdir().unwrap();
     let old = {
-        let ledger = net.open_ledger(dir.path());
-        commit(&net, &ledger, &[net.kv_put(&net.user(0, "a"), b"k", b"v")]);
-        let record = ledger.block(1).unwrap().unwrap();
+        let (ledger, record) = one_block(&net, dir.path());
         // Rewrite it as layout 1 had it: the record inline, schema 1, no block files.
-        let db = ledger.db();
-        db.open_tree("blocks")
-            .unwrap()
-            .insert(1u64.to_be_bytes(), record.to_bytes().unwrap())
-            .unwrap();
-        db.open_tree("meta")
-            .unwrap()
-            .insert("schema", &1u32.to_be_bytes()[..])
-            .unwrap();
-        db.flush().unwrap();
+        rewrite_block_1(&ledger, 1, &record.to_bytes().unwrap());
         record
     };
     std::fs::remove_dir_all(dir.path().join(BLOCK_SEGMENTS_DIR)).unwrap();
     let ledger = net.open_ledger(dir.path());
     assert_eq!(ledger.block(1).unwrap().unwrap(), old);
-    let schema = ledger
-        .db()
-        .open_tree("meta")
-        .unwrap()
-        .get("schema")
-        .unwrap()
-        .unwrap();
-    assert_eq!(&schema[..], &2u32.to_be_bytes()[..]);
+    assert_eq!(stored(&ledger, "meta", b"schema"), 3u32.to_be_bytes());
     commit(&net, &ledger, &[net.kv_put(&net.user(0, "a"), b"k2", b"v")]);
-    let raw = ledger
-        .db()
-        .open_tree("blocks")
-        .unwrap()
-        .get(2u64.to_be_bytes())
-        .unwrap()
-        .unwrap();
-    assert!(Location::is_location(&raw));
+    assert!(Location::is_location(&stored(
+        &ledger,
+        "blocks",
+        &2u64.to_be_bytes()
+    )));
     assert_eq!(ledger.height(), 2);
+}
+
+#[test]
+fn a_layout_2_ledger_with_uncompressed_records_opens_upgraded_and_keeps_its_blocks() {
+    let net = TestNetwork::new(1, "ANY");
+    let dir = tempfile::tempdir().unwrap();
+    let old = {
+        let (ledger, record) = one_block(&net, dir.path());
+        // Rewrite it as layout 2 had it: the record as written in a segment file, its 25-byte
+        // location in sled, schema 2.
+        let bytes = record.to_bytes().unwrap();
+        let segment = 99;
+        std::fs::write(
+            dir.path()
+                .join(BLOCK_SEGMENTS_DIR)
+                .join(format!("{segment:020}.seg")),
+            &bytes,
+        )
+        .unwrap();
+        let location = Location {
+            segment,
+            offset: 0,
+            len: bytes.len() as u32,
+            crc: crc32fast::hash(&bytes),
+            raw_len: None,
+        };
+        rewrite_block_1(&ledger, 2, &location.to_bytes());
+        record
+    };
+    let ledger = net.open_ledger(dir.path());
+    let raw = stored(&ledger, "blocks", &1u64.to_be_bytes());
+    assert_eq!(raw.len(), Location::ENCODED_LEN);
+    assert_eq!(ledger.block(1).unwrap().unwrap(), old);
+    assert_eq!(stored(&ledger, "meta", b"schema"), 3u32.to_be_bytes());
+    commit(&net, &ledger, &[net.kv_put(&net.user(0, "a"), b"k2", b"v")]);
+    assert_eq!(ledger.height(), 2);
+    drop(ledger);
+    let ledger = net.open_ledger(dir.path());
+    assert_eq!(ledger.block(1).unwrap().unwrap(), old);
+    assert_eq!(ledger.block(2).unwrap().unwrap().block.header.number, 2);
 }
 
 #[test]
@@ -152,7 +207,7 @@ fn a_newer_layout_is_refused_naming_both_versions() {
             .db()
             .open_tree("meta")
             .unwrap()
-            .insert("schema", &3u32.to_be_bytes()[..])
+            .insert("schema", &4u32.to_be_bytes()[..])
             .unwrap();
         ledger.db().flush().unwrap();
     }
@@ -161,8 +216,8 @@ fn a_newer_layout_is_refused_naming_both_versions() {
         matches!(
             err,
             LedgerError::Schema {
-                found: 3,
-                supported: 2,
+                found: 4,
+                supported: 3,
                 ..
             }
         ),
