@@ -1348,6 +1348,31 @@ mod tests {
     }
 
     #[test]
+    fn a_format_2_log_with_uncompressed_bodies_opens_upgraded_and_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open_db(dir.path());
+        let mut s = open(&db, dir.path());
+        // Bodies LZ4 cannot shorten are stored as format 2 stored every body: 25-byte
+        // locations of records as written.
+        let old: Vec<Entry> = (1..=3).map(|i| big(i, 1)).collect();
+        s.append(&old).unwrap();
+        s.flush().unwrap();
+        drop(s);
+        let meta = db.open_tree("raft_meta").unwrap();
+        meta.insert(KEY_VERSION, &2u64.to_be_bytes()).unwrap();
+        let mut s = open(&db, dir.path());
+        let version = meta.get(KEY_VERSION).unwrap().unwrap();
+        assert_eq!(read_u64(&version, "v").unwrap(), FORMAT_VERSION);
+        assert_eq!(all_entries(&s), old);
+        let mut newer = big(4, 1);
+        newer.data = newer.data.repeat(100).into();
+        s.append(std::slice::from_ref(&newer)).unwrap();
+        let v = s.log.get(log_key(4)).unwrap().unwrap();
+        assert_eq!(v.len(), 8 + Location::ENCODED_LZ4_LEN);
+        assert_eq!(all_entries(&s).last(), Some(&newer));
+    }
+
+    #[test]
     fn a_damaged_entry_file_is_an_error_naming_the_checksum() {
         let dir = tempfile::tempdir().unwrap();
         let db = open_db(dir.path());
