@@ -312,7 +312,7 @@ impl SegmentStore {
         } else {
             (data, None)
         };
-        // Shorter than `data`, so it fits in a u32.
+        // No longer than `data`, whose length fits in a u32.
         let len = stored.len() as u32;
         let mut w = lock(&self.writer);
         let full = match &w.active {
