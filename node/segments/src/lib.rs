@@ -391,30 +391,33 @@ impl SegmentStore {
     /// Reads the record at `loc` (decompressed, as it was written), refusing one longer than
     /// `max_len` before reading it, and checking its CRC.
     pub fn read(&self, loc: &Location, max_len: usize) -> Result<Vec<u8>, SegmentError> {
-        let too_long = |len: u32| SegmentError::TooLong {
-            len: u64::from(len),
-            max: max_len as u64,
+        let corrupt = |reason: String| SegmentError::Corrupt {
+            segment: loc.segment,
+            offset: loc.offset,
+            reason,
         };
         if loc.record_len() as usize > max_len {
-            return Err(too_long(loc.record_len()));
+            return Err(SegmentError::TooLong {
+                len: u64::from(loc.record_len()),
+                max: max_len as u64,
+            });
         }
         if loc.raw_len.is_some_and(|raw| loc.len >= raw) {
             // `append` compresses only what gets shorter.
-            return Err(SegmentError::Corrupt {
-                segment: loc.segment,
-                offset: loc.offset,
-                reason: format!("compressed {} bytes into {}", loc.record_len(), loc.len),
-            });
+            return Err(corrupt(format!(
+                "compressed {} bytes into {}",
+                loc.record_len(),
+                loc.len
+            )));
         }
         let file = self.reader(loc.segment)?;
         let mut buf = vec![0u8; loc.len as usize];
         file.read_exact_at(&mut buf, loc.offset).map_err(|e| {
             if e.kind() == io::ErrorKind::UnexpectedEof {
-                SegmentError::Corrupt {
-                    segment: loc.segment,
-                    offset: loc.offset,
-                    reason: format!("the segment ends before the record's {} bytes", loc.len),
-                }
+                corrupt(format!(
+                    "the segment ends before the record's {} bytes",
+                    loc.len
+                ))
             } else {
                 SegmentError::Io {
                     op: "read",
@@ -425,11 +428,10 @@ impl SegmentStore {
         })?;
         let crc = crc32fast::hash(&buf);
         if crc != loc.crc {
-            return Err(SegmentError::Corrupt {
-                segment: loc.segment,
-                offset: loc.offset,
-                reason: format!("checksum {crc:08x}, location says {:08x}", loc.crc),
-            });
+            return Err(corrupt(format!(
+                "checksum {crc:08x}, location says {:08x}",
+                loc.crc
+            )));
         }
         let Some(raw_len) = loc.raw_len else {
             return Ok(buf);
@@ -437,16 +439,10 @@ impl SegmentStore {
         let mut out = vec![0u8; raw_len as usize];
         match lz4_flex::block::decompress_into(&buf, &mut out) {
             Ok(n) if n == out.len() => Ok(out),
-            Ok(n) => Err(SegmentError::Corrupt {
-                segment: loc.segment,
-                offset: loc.offset,
-                reason: format!("decompressed to {n} bytes, location says {raw_len}"),
-            }),
-            Err(e) => Err(SegmentError::Corrupt {
-                segment: loc.segment,
-                offset: loc.offset,
-                reason: format!("LZ4 block: {e}"),
-            }),
+            Ok(n) => Err(corrupt(format!(
+                "decompressed to {n} bytes, location says {raw_len}"
+            ))),
+            Err(e) => Err(corrupt(format!("LZ4 block: {e}"))),
         }
     }
 
