@@ -8,7 +8,10 @@
 //!   1. scan blocks cursor+1..=height: hinted txs only, or every tx   "cursor" -> height
 //!      of a block whose hints were missed (start, lag); each          "todo" ‖ request id
 //!      accessGranted request id -> to-do; cursor moves in the same       -> Todo (attempts,
-//!      batch (durable: a restart rescans from the cursor)                    next try)
+//!      batch, flushed (a restart rescans from the cursor); a cursor          next try)
+//!      that only passed blocks without grants is written at most once
+//!      per CURSOR_SAVE_INTERVAL, unflushed (the database's next flush
+//!      carries it: rescanning a few blocks after a crash is harmless)
 //!   2. each due to-do entry:
 //!      getRequest (as this node) ── not named / nothing granted here ──> done (not_granted_here)
 //!      open the vault (waits 1 s; held by an ingest -> deferred: no packaging for 5 s)
@@ -72,6 +75,12 @@ const LOCKED_RETRY_MS: u64 = 5_000;
 const NODE_OPEN_WAIT: Duration = Duration::from_secs(1);
 /// How often the follower looks at the ledger when nothing wakes it.
 const IDLE_TICK: Duration = Duration::from_millis(500);
+/// How often a cursor that only passed blocks without grants is written. Under load the
+/// cursor moves with every block; writing and flushing it each time cost each node a sled
+/// flush (an fsync and a hand-off to sled's I/O threads) per block for nothing a restart
+/// needs: the blocks after a stale cursor are scanned again, and a grant found twice is
+/// handled once (its to-do key, then `already_delivered`).
+const CURSOR_SAVE_INTERVAL: Duration = Duration::from_secs(1);
 const CURSOR_KEY: &[u8] = b"cursor";
 const TODO_PREFIX: &[u8] = b"todo";
 
@@ -145,6 +154,30 @@ struct State {
     vault_busy_until: u64,
     /// block -> positions of VALID consent txs that emitted accessGranted.
     hints: BTreeMap<u64, BTreeSet<u32>>,
+    /// The last block scanned (what `CURSOR_KEY` holds once saved).
+    cursor: u64,
+    /// When the cursor was last written.
+    cursor_saved_at: std::time::Instant,
+}
+
+/// The last block a scan may reach: the height, unless commit events are coming in (hints
+/// complete from `hints_from`, an event seen for `seen_upto` at or after it) and the scan is
+/// not one of the idle tick's; then no further than the last block an event came for.
+fn scan_upto(to_height: bool, height: u64, seen_upto: u64, hints_from: u64) -> u64 {
+    if to_height || seen_upto < hints_from {
+        height
+    } else {
+        height.min(seen_upto)
+    }
+}
+
+/// The cursor saved in the follower's tree (0: nothing scanned yet).
+fn read_cursor(grants: &sled::Tree) -> Result<u64, sled::Error> {
+    Ok(grants
+        .get(CURSOR_KEY)?
+        .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+        .map(u64::from_be_bytes)
+        .unwrap_or(0))
 }
 
 fn todo_key(request_id: &Hash32) -> Vec<u8> {
@@ -155,6 +188,7 @@ fn todo_key(request_id: &Hash32) -> Vec<u8> {
 pub fn spawn(b: Bundler) -> Result<tokio::task::JoinHandle<()>, sled::Error> {
     let grants = b.ledger.db().open_tree(TREE_GRANTS)?;
     let pending = grants.scan_prefix(TODO_PREFIX).count() as u64;
+    let cursor = read_cursor(&grants)?;
     let org = b.identity.cert.body.org.clone();
     let vault_path = crate::vault::vault_path(&b.data_dir);
     let mut events = b.gateway.notifier().subscribe();
@@ -169,19 +203,25 @@ pub fn spawn(b: Bundler) -> Result<tokio::task::JoinHandle<()>, sled::Error> {
         seen_upto: 0,
         vault_busy_until: 0,
         hints: BTreeMap::new(),
+        cursor,
+        cursor_saved_at: std::time::Instant::now(),
     };
     st.b.metrics
         .vault_grants_pending
         .set(i64::try_from(pending).unwrap_or(i64::MAX));
     Ok(tokio::spawn(async move {
+        // Scan to the ledger's height (not only to the last block an event came for): at
+        // the start and whenever no event came for an idle tick.
+        let mut to_height = true;
         loop {
             if *stopping.borrow() {
                 break;
             }
             st.take_hints(&mut events);
-            if let Err(e) = st.scan() {
+            if let Err(e) = st.scan(to_height) {
                 warn!(target: "sphr::vault", error = %e, "scanning blocks for grants failed; retrying");
             }
+            to_height = false;
             let busy = st.work(&stopping).await;
             if busy {
                 continue;
@@ -192,10 +232,11 @@ pub fn spawn(b: Bundler) -> Result<tokio::task::JoinHandle<()>, sled::Error> {
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => st.lagged(),
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => {
                         tokio::time::sleep(IDLE_TICK).await;
+                        to_height = true;
                     }
                 },
                 _ = stopping.changed() => {}
-                _ = tokio::time::sleep(IDLE_TICK) => {}
+                _ = tokio::time::sleep(IDLE_TICK) => to_height = true,
             }
         }
         debug!(target: "sphr::vault", "grant follower stopped");
@@ -229,15 +270,6 @@ impl State {
                 Err(TryRecvError::Empty | TryRecvError::Closed) => break,
             }
         }
-    }
-
-    fn cursor(&self) -> Result<u64, sled::Error> {
-        Ok(self
-            .grants
-            .get(CURSOR_KEY)?
-            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
-            .map(u64::from_be_bytes)
-            .unwrap_or(0))
     }
 
     /// Request ids of the accessGranted events of block `n` (all VALID txs, or only `only`).
@@ -288,14 +320,20 @@ impl State {
         out
     }
 
-    /// Moves the cursor forward, adding the grants found to the to-do.
-    fn scan(&mut self) -> Result<(), sled::Error> {
-        let cursor = self.cursor()?;
+    /// Moves the cursor forward, adding the grants found to the to-do. While events come in
+    /// (`to_height` false, hints complete), only up to the last block an event came for: the
+    /// events of the blocks after it are on their way, and reading those blocks in full now
+    /// would decode every transaction of most blocks under load. A block that has no events
+    /// at all (no transaction verified) is passed once a later block's events arrive, or read
+    /// at the next idle tick.
+    fn scan(&mut self, to_height: bool) -> Result<(), sled::Error> {
+        let cursor = self.cursor;
         let height = self.b.ledger.height();
+        let upto = scan_upto(to_height, height, self.seen_upto, self.hints_from);
         let mut n = cursor;
         let mut batch = sled::Batch::default();
         let mut added = 0u64;
-        while n < height && n < cursor + BLOCKS_PER_ROUND && self.pending + added < MAX_PENDING {
+        while n < upto && n < cursor + BLOCKS_PER_ROUND && self.pending + added < MAX_PENDING {
             n += 1;
             // Hinted: only the txs the commit events named. A block whose events have not
             // arrived yet (or never will: no verified tx) is read in full.
@@ -326,11 +364,20 @@ impl State {
         if n == cursor {
             return Ok(());
         }
-        batch.insert(CURSOR_KEY, &n.to_be_bytes());
-        self.grants.apply_batch(batch)?;
-        self.grants.flush()?;
-        self.pending += added;
-        self.set_pending();
+        if added > 0 {
+            // New to-do entries and the cursor past them: one batch, durable before the
+            // follower works on them.
+            batch.insert(CURSOR_KEY, &n.to_be_bytes());
+            self.grants.apply_batch(batch)?;
+            self.grants.flush()?;
+            self.cursor_saved_at = std::time::Instant::now();
+            self.pending += added;
+            self.set_pending();
+        } else if self.cursor_saved_at.elapsed() >= CURSOR_SAVE_INTERVAL {
+            self.grants.insert(CURSOR_KEY, &n.to_be_bytes())?;
+            self.cursor_saved_at = std::time::Instant::now();
+        }
+        self.cursor = n;
         self.hints = self.hints.split_off(&(n + 1));
         Ok(())
     }
@@ -709,4 +756,24 @@ fn package(
     let sealed_key = sphr_crypto::pre::seal(&pk, &key, &aad)
         .map_err(|e| PackageError::Transient(e.to_string()))?;
     Ok(Some((sealed, sealed_key.to_bytes())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scans_stop_at_the_last_block_an_event_came_for_while_events_flow() {
+        // Events complete from block 11, the last one for block 40, the ledger at 42: the
+        // event-driven scan stops at 40 (the events of 41 and 42 are on their way)...
+        assert_eq!(scan_upto(false, 42, 40, 11), 40);
+        // ...the idle tick's goes to the height (blocks that have no events at all)...
+        assert_eq!(scan_upto(true, 42, 40, 11), 42);
+        // ...and so does any scan before an event came at or after `hints_from` (start,
+        // after a lag), where blocks are read in full anyway.
+        assert_eq!(scan_upto(false, 42, 0, 43), 42);
+        assert_eq!(scan_upto(false, 42, 30, 43), 42);
+        // Never past the height the scan read, even if an event for a later block came.
+        assert_eq!(scan_upto(false, 42, 45, 11), 42);
+    }
 }
