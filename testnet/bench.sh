@@ -22,7 +22,7 @@
 # exit (KEEP=1 leaves it running; REUSE=1 uses a testnet already running from that folder).
 #
 # Environment: FLOW (gateway|client, default gateway), CONST_FREQ (ms, default 2),
-# RAMP (rates, default "250 500 750 1000 1250 1500 2000 2500 3000"), RAMP_SECS (default 10),
+# RAMP (rates, default "250 500 750 1000 1250 1500 1750 2000 2250 2500 3000"), RAMP_SECS (default 10),
 # DURATION (s, default 60), P99_MAX_MS (default 250), DEFAULT_RATE (used when the ramp
 # finds none; default 1000), SETTLE_SECS (default 60; 0 skips the wait).
 set -euo pipefail
@@ -32,7 +32,7 @@ export SPHR_OPS_LISTEN="${SPHR_OPS_LISTEN:-127.0.0.1:0}"
 run="$SPHR_TESTNET_DIR"
 flow="${FLOW:-gateway}"
 const_freq="${CONST_FREQ:-2}"
-ramp="${RAMP:-250 500 750 1000 1250 1500 2000 2500 3000}"
+ramp="${RAMP:-250 500 750 1000 1250 1500 1750 2000 2250 2500 3000}"
 ramp_secs="${RAMP_SECS:-10}"
 duration="${DURATION:-60}"
 p99_max="${P99_MAX_MS:-250}"
