@@ -51,6 +51,53 @@ fn restart_keeps_log_hard_state_and_applied_index() {
     assert!(c.status(1).healthy);
 }
 
+/// The commit index is stored without a flush of its own (the ledger's flush in the same
+/// database carries it), so a crash can leave a stored commit index below what the applier
+/// applied: the node starts all the same, raises it, and goes on without applying anything
+/// twice.
+#[test]
+fn a_stored_commit_index_behind_the_applied_one_is_raised_at_start() {
+    let mut c = Cluster::new(&[1], |cfg| cfg.max_tx = 4);
+    c.start(1);
+    c.wait_leader(T);
+    for i in 0..12 {
+        c.handle(1).submit(tx(i)).unwrap();
+    }
+    c.wait_txs(1, 12, T);
+    let applied = c.status(1).applied_index;
+    c.stop(1);
+
+    let (db, mut storage) = c.open_storage(1);
+    let mut hs = storage.hard_state().clone();
+    assert!(hs.commit >= applied);
+    hs.commit = storage.first_log_index();
+    assert!(hs.commit < applied, "{} < {applied}", hs.commit);
+    storage.set_hard_state(&hs).unwrap();
+    storage.flush().unwrap();
+    drop(storage);
+    drop(db);
+
+    c.start(1);
+    c.wait_leader(T);
+    for i in 12..16 {
+        c.handle(1).submit(tx(i)).unwrap();
+    }
+    c.wait_txs(1, 16, T);
+    assert_eq!(c.ledger_txs(1), (0..16).map(tx).collect::<Vec<_>>());
+    let indexes: Vec<u64> = c
+        .observed(1)
+        .applied
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(i, _)| *i)
+        .collect();
+    assert!(indexes.windows(2).all(|w| w[0] < w[1]), "{indexes:?}");
+    c.stop(1);
+    let (_db, storage) = c.open_storage(1);
+    assert!(storage.hard_state().commit >= applied);
+}
+
 /// The applier fails after Raft committed entries: the driver stops (no panic, reported in
 /// the status); after a restart with a working applier the committed entries are applied,
 /// once, and nothing is lost.
