@@ -12,17 +12,21 @@
 #    Then waits (at most SETTLE_SECS, default 60) for the 1-minute load average to fall below
 #    the number of cores, so that the tail of the builds is not measured as the network.
 # 2. the seed-003 configuration (benches/pte/seed-003.toml): 4 orgs x 1 process x 1000 invokes,
-#    constant mode, one send every CONST_FREQ ms per process (default 2: 2000 tx/s offered).
+#    constant mode, one send every CONST_FREQ ms per process (default 1.95: 2051 tx/s offered;
+#    PTE's TPS counts from the first send to the last commit, so 4000 txs sent at exactly
+#    2000 tx/s can never show 2000 TPS: 4000 / (2.0 s + the last tx's latency)).
 # 3. unless a rate is given: RAMP_SECS-second rate-mode runs at each rate of RAMP; the
 #    sustained rate is the highest rate with TPS >= 95 % of it, no failure, no event timeout
 #    and p99 <= P99_MAX_MS; the ramp stops at the first rate that fails.
 # 4. DURATION seconds (default 60) in rate mode at that rate, with the report per second
 #    (--timeline: sends, commits and latency in each second, to tell a stall from a backlog).
+#    A 10 s step can pass at a rate that 60 s do not hold; when the run misses the same
+#    criterion, it runs once more at the ramp's next lower rate, and both reports are kept.
 # Prints every report, keeps the JSON in $SPHR_TESTNET_DIR/bench/, and stops the testnet on
 # exit (KEEP=1 leaves it running; REUSE=1 uses a testnet already running from that folder).
 #
-# Environment: FLOW (gateway|client, default gateway), CONST_FREQ (ms, default 2),
-# RAMP (rates, default "250 500 750 1000 1250 1500 1750 2000 2250 2500 3000"), RAMP_SECS (default 10),
+# Environment: FLOW (gateway|client, default gateway), CONST_FREQ (ms, default 1.95),
+# RAMP (rates, default "250 500 750 1000 1250 1500 1750 2050 2250 2500 3000"), RAMP_SECS (default 10),
 # DURATION (s, default 60), P99_MAX_MS (default 250), DEFAULT_RATE (used when the ramp
 # finds none; default 1000), SETTLE_SECS (default 60; 0 skips the wait).
 set -euo pipefail
@@ -31,8 +35,8 @@ export SPHR_TESTNET_DIR="${SPHR_TESTNET_DIR:-$root/testnet/run-bench}"
 export SPHR_OPS_LISTEN="${SPHR_OPS_LISTEN:-127.0.0.1:0}"
 run="$SPHR_TESTNET_DIR"
 flow="${FLOW:-gateway}"
-const_freq="${CONST_FREQ:-2}"
-ramp="${RAMP:-250 500 750 1000 1250 1500 1750 2000 2250 2500 3000}"
+const_freq="${CONST_FREQ:-1.95}"
+ramp="${RAMP:-250 500 750 1000 1250 1500 1750 2050 2250 2500 3000}"
 ramp_secs="${RAMP_SECS:-10}"
 duration="${DURATION:-60}"
 p99_max="${P99_MAX_MS:-250}"
@@ -121,6 +125,7 @@ if [ -z "$rate" ]; then
   echo
   echo "== ramp: ${ramp_secs} s at each of: $ramp tx/s (sustained: TPS >= 95 % offered, 0 failures, p99 <= $p99_max ms)"
   best=""
+  lower=""
   for r in $ramp; do
     pte_run "ramp-$r" --mode rate --rate "$r" --run-dur "$ramp_secs" >"$out/ramp-$r.txt" || true
     tps="$(jq -r '.tps*10|round/10' "$out/ramp-$r.json" 2>/dev/null || echo "?")"
@@ -128,6 +133,7 @@ if [ -z "$rate" ]; then
     fails="$(jq -r '.failures + .event_timeouts' "$out/ramp-$r.json" 2>/dev/null || echo "?")"
     if sustained "ramp-$r" "$r"; then
       echo "  $r tx/s offered: TPS $tps, p99 $p99 ms, failures $fails: sustained"
+      lower="$best"
       best="$r"
     else
       echo "  $r tx/s offered: TPS $tps, p99 $p99 ms, failures $fails: not sustained"
@@ -141,5 +147,11 @@ fi
 echo
 echo "== sustained run: ${duration} s at $rate tx/s (rate mode, 4 processes)"
 pte_run "sustained-$rate" --mode rate --rate "$rate" --run-dur "$duration" --timeline
+if [ -n "${lower:-}" ] && ! sustained "sustained-$rate" "$rate"; then
+  echo
+  echo "== $rate tx/s did not hold for ${duration} s (TPS >= 95 % offered, 0 failures, p99 <= $p99_max ms);"
+  echo "== sustained run again: ${duration} s at $lower tx/s, the ramp's next lower rate"
+  pte_run "sustained-$lower" --mode rate --rate "$lower" --run-dur "$duration" --timeline
+fi
 echo
 echo "reports (JSON) in $out"
