@@ -8,15 +8,34 @@ use crate::harness::{Cluster, tx};
 
 const T: Duration = Duration::from_secs(10);
 
-#[test]
-fn restart_keeps_log_hard_state_and_applied_index() {
-    let mut c = Cluster::new(&[1], |cfg| cfg.max_tx = 7);
+/// A running one-node cluster (blocks of at most `max_tx`) that committed `tx(0..n)`.
+fn one_node_with_txs(max_tx: usize, n: usize) -> Cluster {
+    let mut c = Cluster::new(&[1], move |cfg| cfg.max_tx = max_tx);
     c.start(1);
     c.wait_leader(T);
-    for i in 0..30 {
+    for i in 0..n {
         c.handle(1).submit(tx(i)).unwrap();
     }
-    c.wait_txs(1, 30, T);
+    c.wait_txs(1, n, T);
+    c
+}
+
+/// Each index was handed to node 1's applier once, in order, across its runs.
+fn assert_applied_once_in_order(c: &Cluster) {
+    let indexes: Vec<u64> = c
+        .observed(1)
+        .applied
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(i, _)| *i)
+        .collect();
+    assert!(indexes.windows(2).all(|w| w[0] < w[1]), "{indexes:?}");
+}
+
+#[test]
+fn restart_keeps_log_hard_state_and_applied_index() {
+    let mut c = one_node_with_txs(7, 30);
     let before = c.status(1);
     c.stop(1);
 
@@ -43,9 +62,8 @@ fn restart_keeps_log_hard_state_and_applied_index() {
     c.wait_txs(1, 40, T);
     assert_eq!(c.ledger_txs(1), (0..40).map(tx).collect::<Vec<_>>());
     // Each index handed to the applier once, across both runs.
+    assert_applied_once_in_order(&c);
     let applied = c.observed(1).applied.lock().unwrap().clone();
-    let indexes: Vec<u64> = applied.iter().map(|(i, _)| *i).collect();
-    assert!(indexes.windows(2).all(|w| w[0] < w[1]), "{indexes:?}");
     let txs: Vec<Vec<u8>> = applied.into_iter().flat_map(|(_, t)| t).collect();
     assert_eq!(txs, (0..40).map(tx).collect::<Vec<_>>());
     assert!(c.status(1).healthy);
@@ -57,13 +75,7 @@ fn restart_keeps_log_hard_state_and_applied_index() {
 /// twice.
 #[test]
 fn a_stored_commit_index_behind_the_applied_one_is_raised_at_start() {
-    let mut c = Cluster::new(&[1], |cfg| cfg.max_tx = 4);
-    c.start(1);
-    c.wait_leader(T);
-    for i in 0..12 {
-        c.handle(1).submit(tx(i)).unwrap();
-    }
-    c.wait_txs(1, 12, T);
+    let mut c = one_node_with_txs(4, 12);
     let applied = c.status(1).applied_index;
     c.stop(1);
 
@@ -84,15 +96,7 @@ fn a_stored_commit_index_behind_the_applied_one_is_raised_at_start() {
     }
     c.wait_txs(1, 16, T);
     assert_eq!(c.ledger_txs(1), (0..16).map(tx).collect::<Vec<_>>());
-    let indexes: Vec<u64> = c
-        .observed(1)
-        .applied
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(i, _)| *i)
-        .collect();
-    assert!(indexes.windows(2).all(|w| w[0] < w[1]), "{indexes:?}");
+    assert_applied_once_in_order(&c);
     c.stop(1);
     let (_db, storage) = c.open_storage(1);
     assert!(storage.hard_state().commit >= applied);
@@ -131,7 +135,5 @@ fn apply_failure_stops_the_driver_and_restart_resumes() {
     c.start(1);
     c.wait_txs(1, 10, T);
     assert_eq!(c.ledger_txs(1), (0..10).map(tx).collect::<Vec<_>>());
-    let applied = c.observed(1).applied.lock().unwrap().clone();
-    let indexes: Vec<u64> = applied.iter().map(|(i, _)| *i).collect();
-    assert!(indexes.windows(2).all(|w| w[0] < w[1]), "{indexes:?}");
+    assert_applied_once_in_order(&c);
 }
