@@ -197,8 +197,9 @@ pub struct P2pSection {
     /// which cuts this node off from its peers and heals it.
     pub fault_injection: bool,
     /// Least time between two endorse requests this node's gateway sends to one peer, in ms
-    /// (0 to 1000; 0: no pacing). A request that would leave sooner waits and takes along the
-    /// proposals that arrive meanwhile. Default 20.
+    /// (0 to 1000; 0: no pacing). Under steady load requests leave on the ticks of one grid
+    /// of this period for all peers; a request that would leave before the next tick waits
+    /// and takes along the proposals that arrive meanwhile. Default 20.
     pub endorse_batch_interval_ms: u64,
     /// Most time between two endorse requests to one peer under steady load, in ms (0 to
     /// 1000): the interval grows from `endorse_batch_interval_ms` toward it while the peer

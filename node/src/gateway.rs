@@ -261,12 +261,13 @@ async fn run_local_signer(
     endorser: Arc<Endorser>,
     mut rx: mpsc::Receiver<SignJob>,
     interval: Duration,
+    ticks: crate::p2p::Ticks,
 ) {
     let mut last: Option<tokio::time::Instant> = None;
     while let Some(first) = rx.recv().await {
         let mut jobs = SignBatch(vec![first]);
         // Every job fits (no byte budget), so nothing is carried over.
-        let _ = crate::p2p::gather(&mut jobs, &mut rx, last, interval).await;
+        let _ = crate::p2p::gather(&mut jobs, &mut rx, last, interval, ticks).await;
         last = Some(tokio::time::Instant::now());
         let mut jobs = jobs.0;
         // Submissions that gave up need no signature.
@@ -313,16 +314,17 @@ impl Gateway {
     /// This node's endorsement of `payload`: from the paced local signer when other orgs
     /// must endorse too (and so the wait hides behind theirs), signed at once otherwise.
     async fn sign_local(&self, payload: &[u8], batched: bool) -> sphr_types::Endorsement {
-        let interval = self
-            .peers
-            .as_ref()
-            .map_or(Duration::ZERO, |p| p.batch_interval());
+        let Some(peers) = self.peers.as_ref() else {
+            return self.endorser.sign_alone(payload);
+        };
+        let interval = peers.batch_interval();
         if !batched || interval.is_zero() {
             return self.endorser.sign_alone(payload);
         }
         let queue = self.local_signer.get_or_init(|| {
             let (tx, rx) = mpsc::channel(LOCAL_SIGN_QUEUE);
-            tokio::spawn(run_local_signer(self.endorser.clone(), rx, interval));
+            let ticks = peers.ticks();
+            tokio::spawn(run_local_signer(self.endorser.clone(), rx, interval, ticks));
             tx
         });
         let (reply, answer) = oneshot::channel();

@@ -15,9 +15,11 @@
 //! A gateway's endorse requests to one peer go through that peer's batcher (see
 //! [`Peers::endorse_at`]): at most [`ENDORSE_BATCHES_IN_FLIGHT`] requests are outstanding per
 //! peer, and the proposals that arrive meanwhile leave together in the next one. Requests to
-//! a peer are also paced: one that would leave less than the batch interval after the
-//! previous waits until that interval has passed, gathering the proposals that arrive
-//! meanwhile. Under light load (proposals to a peer further apart than the interval) every
+//! a peer are also paced: one that would leave before the next tick of the node's batch grid
+//! (one tick per batch interval, see [`Ticks`]) after the previous waits for that tick,
+//! gathering the proposals that arrive meanwhile; every peer's requests (and the gateway's
+//! own signatures) leave on the same ticks, so a proposal waits for one tick, not for the
+//! latest of four. Under light load (proposals to a peer further apart than the interval) every
 //! request carries one proposal and waits for nothing; under steady load each peer gets at
 //! most one request per interval (plus what the in-flight limit lets through), so one libp2p
 //! frame, one blocking task, one signature and one answer serve several proposals (up to
@@ -95,18 +97,51 @@ pub struct Pacing {
     pub max: Duration,
 }
 
+/// The instants at which paced batches may leave: every interval from one origin, shared by
+/// all of a node's batchers (the endorse requests to each peer and the gateway's own
+/// signatures). A proposal goes to every endorsing org at once and waits for the last answer:
+/// with a phase of its own per peer it would wait for the latest of four windows (three
+/// quarters of an interval on average), on one grid for one (half an interval).
+///
+/// Each node has its own origin (when its p2p layer started). One grid for the whole network
+/// (ticks on multiples of the interval in wall-clock time) was tried: every gateway's
+/// requests then reach the endorsers at the same instant and wait for each other there
+/// (BENCHMARKS.md, session 19).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticks {
+    origin: tokio::time::Instant,
+}
+
+impl Ticks {
+    /// A grid with a tick at `origin`.
+    pub fn from_origin(origin: tokio::time::Instant) -> Ticks {
+        Ticks { origin }
+    }
+
+    /// The first tick of the `interval` grid strictly after `t` (at most `interval` after it).
+    fn next_after(&self, t: tokio::time::Instant, interval: Duration) -> tokio::time::Instant {
+        let step = interval.as_nanos().max(1);
+        let since = t.saturating_duration_since(self.origin).as_nanos();
+        let ahead = step - since % step;
+        t + Duration::from_nanos(u64::try_from(ahead).unwrap_or(u64::MAX))
+    }
+}
+
 /// One batcher's pacing: the bounds and the smoothed round trip of its requests.
 #[derive(Debug)]
 struct Pacer {
     pacing: Pacing,
+    /// The grid requests leave on.
+    ticks: Ticks,
     /// Smoothed round trip in microseconds; zero before the first answer.
     rtt_us: AtomicU64,
 }
 
 impl Pacer {
-    fn new(pacing: Pacing) -> Pacer {
+    fn new(pacing: Pacing, ticks: Ticks) -> Pacer {
         Pacer {
             pacing,
+            ticks,
             rtt_us: AtomicU64::new(0),
         }
     }
@@ -212,6 +247,8 @@ pub struct Peers {
     batch_counters: BatchCounters,
     /// Bounds of the interval between two endorse requests to one peer.
     pacing: Pacing,
+    /// The grid all of this node's paced batches leave on.
+    ticks: Ticks,
 }
 
 /// Counts of endorse requests sent and of the proposals they carried.
@@ -245,6 +282,7 @@ impl Peers {
             batchers: Arc::new(Mutex::new(HashMap::new())),
             batch_counters,
             pacing,
+            ticks: Ticks::from_origin(tokio::time::Instant::now()),
         }
     }
 
@@ -257,6 +295,11 @@ impl Peers {
     /// interval of the gateway's own endorsement batches).
     pub fn batch_interval(&self) -> Duration {
         self.pacing.min
+    }
+
+    /// The grid this node's paced batches leave on (see [`Ticks`]).
+    pub fn ticks(&self) -> Ticks {
+        self.ticks
     }
 
     /// How many genesis peers are connected.
@@ -401,7 +444,7 @@ impl Peers {
             rx,
             budget,
             limits.timeout(Kind::Endorse),
-            Arc::new(Pacer::new(self.pacing)),
+            Arc::new(Pacer::new(self.pacing, self.ticks)),
             self.batch_counters.clone(),
         ));
         map.insert(to, tx.clone());
@@ -495,7 +538,14 @@ async fn run_batcher(
             },
         };
         let mut batch = Batch::new(first, budget);
-        carried = gather(&mut batch, &mut rx, last_sent, pacer.interval()).await;
+        carried = gather(
+            &mut batch,
+            &mut rx,
+            last_sent,
+            pacer.interval(),
+            pacer.ticks,
+        )
+        .await;
         last_sent = Some(tokio::time::Instant::now());
         let mut jobs = batch.jobs;
         // Callers that gave up (timed out) need no endorsement.
@@ -543,21 +593,23 @@ pub(crate) trait Gathering<T> {
     fn push(&mut self, job: T) -> Option<T>;
 }
 
-/// Fills `batch` from `rx`: with what waits, then, when the previous batch left less than
-/// `interval` ago (see [`pace_until`]), with what arrives until the interval is up. Stops
-/// early when the batch is full or every sender is gone; returns a job that did not fit.
+/// Fills `batch` from `rx`: with what waits, then, when no tick of the `interval` grid
+/// `ticks` has passed since the previous batch left (see [`pace_until`]), with what arrives
+/// until the next tick. Stops early when the batch is full or every sender is gone; returns
+/// a job that did not fit.
 pub(crate) async fn gather<T, B: Gathering<T>>(
     batch: &mut B,
     rx: &mut mpsc::Receiver<T>,
     last_sent: Option<tokio::time::Instant>,
     interval: Duration,
+    ticks: Ticks,
 ) -> Option<T> {
     let mut carried = None;
     while carried.is_none() && !batch.is_full() {
         let Ok(job) = rx.try_recv() else { break };
         carried = batch.push(job);
     }
-    if let Some(until) = pace_until(last_sent, interval, tokio::time::Instant::now()) {
+    if let Some(until) = pace_until(last_sent, interval, tokio::time::Instant::now(), ticks) {
         while carried.is_none() && !batch.is_full() {
             match tokio::time::timeout_at(until, rx.recv()).await {
                 Ok(Some(job)) => carried = batch.push(job),
@@ -603,18 +655,21 @@ impl Gathering<EndorseJob> for Batch {
     }
 }
 
-/// When a request about to leave at `now` should leave instead, if later: `interval` after
-/// the previous one. `None`: send now (pacing off, first request, or the interval has
-/// passed already, as it always has under light load).
+/// When a request about to leave at `now` should leave instead, if later: at the first tick
+/// of the grid after the previous one, so at most one interval after it (under steady load
+/// every request leaves on a tick, one interval apart). `None`: send now (pacing off, first
+/// request, or a tick has passed since the previous one, as one always has under light
+/// load).
 fn pace_until(
     last_sent: Option<tokio::time::Instant>,
     interval: Duration,
     now: tokio::time::Instant,
+    ticks: Ticks,
 ) -> Option<tokio::time::Instant> {
     if interval.is_zero() {
         return None;
     }
-    let until = last_sent? + interval;
+    let until = ticks.next_after(last_sent?, interval);
     (until > now).then_some(until)
 }
 
@@ -926,40 +981,81 @@ mod tests {
 
     #[test]
     fn requests_are_paced_only_under_steady_load() {
-        let now = Instant::now();
-        let interval = Duration::from_millis(20);
+        let ms = Duration::from_millis;
+        let origin = Instant::now();
+        let ticks = Ticks::from_origin(origin);
+        let interval = ms(20);
+        let now = origin + ms(105);
         // The first request to a peer, and any request with pacing off, leave at once.
-        assert_eq!(pace_until(None, interval, now), None);
-        assert_eq!(pace_until(Some(now), Duration::ZERO, now), None);
-        // Light load: the previous request left longer ago than the interval.
-        let long_ago = now - Duration::from_millis(25);
-        assert_eq!(pace_until(Some(long_ago), interval, now), None);
-        assert_eq!(pace_until(Some(now - interval), interval, now), None);
-        // Steady load: wait until one interval after the previous request, never longer.
-        let recent = now - Duration::from_millis(5);
+        assert_eq!(pace_until(None, interval, now, ticks), None);
+        assert_eq!(pace_until(Some(now), Duration::ZERO, now, ticks), None);
+        // Light load: a tick (100 ms) has passed since the previous request.
         assert_eq!(
-            pace_until(Some(recent), interval, now),
-            Some(recent + interval)
+            pace_until(Some(origin + ms(80)), interval, now, ticks),
+            None
         );
-        assert_eq!(pace_until(Some(now), interval, now), Some(now + interval));
+        assert_eq!(
+            pace_until(Some(origin + ms(99)), interval, now, ticks),
+            None
+        );
+        // Steady load: wait for the next tick after the previous request, never longer
+        // than an interval after it.
+        let on_tick = origin + ms(100);
+        assert_eq!(
+            pace_until(Some(on_tick), interval, now, ticks),
+            Some(origin + ms(120))
+        );
+        // A request that left late (the runtime was busy) keeps to the grid.
+        assert_eq!(
+            pace_until(Some(origin + ms(101)), interval, now, ticks),
+            Some(origin + ms(120))
+        );
+        assert_eq!(
+            pace_until(Some(now), interval, now, ticks),
+            Some(origin + ms(120))
+        );
+    }
+
+    #[test]
+    fn every_batcher_of_a_node_leaves_on_the_same_ticks() {
+        let ms = Duration::from_millis;
+        let origin = Instant::now();
+        let ticks = Ticks::from_origin(origin);
+        let interval = ms(20);
+        // Two peers whose previous requests left at different times within one interval:
+        // their next requests leave together.
+        let now = origin + ms(47);
+        let a = pace_until(Some(origin + ms(41)), interval, now, ticks);
+        let b = pace_until(Some(origin + ms(46)), interval, now, ticks);
+        assert_eq!(a, Some(origin + ms(60)));
+        assert_eq!(a, b);
+        // One that waited for nothing (light load) leaves the next on the grid as well.
+        let c = pace_until(Some(origin + ms(52)), interval, now + ms(6), ticks);
+        assert_eq!(c, a);
     }
 
     #[test]
     fn the_interval_follows_the_round_trip_within_its_bounds() {
         let ms = Duration::from_millis;
-        let pacer = Pacer::new(Pacing {
-            min: ms(20),
-            max: ms(100),
-        });
+        let pacer = Pacer::new(
+            Pacing {
+                min: ms(20),
+                max: ms(100),
+            },
+            Ticks::from_origin(Instant::now()),
+        );
         // Before any answer, and while the peer answers fast: the least interval.
         assert_eq!(pacer.interval(), ms(20));
         pacer.observe(Duration::from_micros(800));
         assert_eq!(pacer.interval(), ms(20));
         // A slower peer: 16 round trips.
-        let pacer = Pacer::new(Pacing {
-            min: ms(20),
-            max: ms(100),
-        });
+        let pacer = Pacer::new(
+            Pacing {
+                min: ms(20),
+                max: ms(100),
+            },
+            Ticks::from_origin(Instant::now()),
+        );
         pacer.observe(ms(3));
         assert_eq!(pacer.interval(), ms(48));
         // A quarter of the weight goes to each new answer: 3 ms then 7 ms average to 4 ms.
@@ -978,17 +1074,23 @@ mod tests {
     #[test]
     fn pacing_off_or_fixed_ignores_the_round_trip() {
         let ms = Duration::from_millis;
-        let off = Pacer::new(Pacing {
-            min: Duration::ZERO,
-            max: ms(100),
-        });
+        let off = Pacer::new(
+            Pacing {
+                min: Duration::ZERO,
+                max: ms(100),
+            },
+            Ticks::from_origin(Instant::now()),
+        );
         off.observe(ms(50));
         assert_eq!(off.interval(), Duration::ZERO);
         // A most at or below the least fixes the interval at the least.
-        let fixed = Pacer::new(Pacing {
-            min: ms(200),
-            max: ms(100),
-        });
+        let fixed = Pacer::new(
+            Pacing {
+                min: ms(200),
+                max: ms(100),
+            },
+            Ticks::from_origin(Instant::now()),
+        );
         fixed.observe(ms(50));
         assert_eq!(fixed.interval(), ms(200));
         fixed.observe(Duration::from_micros(10));
