@@ -537,9 +537,10 @@ impl Gateway {
                     .chain(unchecked.iter().map(|(o, _)| o.as_str())),
             );
             if !unchecked.is_empty() && (would_satisfy || finished) {
+                let mut shared = sphr_types::EndorsedPayload::new(payload);
                 let msgs: Vec<_> = unchecked
                     .iter()
-                    .map(|(_, e)| e.signed_message(payload))
+                    .map(|(_, e)| e.signed_message_of(&mut shared))
                     .collect();
                 let items: Vec<_> = unchecked
                     .iter()

@@ -55,8 +55,8 @@ use sphr_crypto::hash::Hash32;
 use sphr_crypto::keys::{PublicKey, Signature, verify_many};
 use sphr_crypto::sigcache::VerifiedSigs;
 use sphr_types::{
-    BlockHeader, Event, GenesisConfig, Policy, ProposalHeader, ResponsePayload, Transaction,
-    ValidationCode, Version, Write, strip_namespace,
+    BlockHeader, EndorsedPayload, Event, GenesisConfig, Policy, ProposalHeader, ResponsePayload,
+    Transaction, ValidationCode, Version, Write, strip_namespace,
 };
 
 use crate::cert_cache::CertCache;
@@ -365,9 +365,10 @@ impl Received {
             .zip(&endorsers_ok)
             .map(|(slot, &ends_ok)| match slot.pending() {
                 Some(b) if ends_ok => {
+                    let mut payload = EndorsedPayload::new(&b.tx.response);
                     b.tx.endorsements
                         .iter()
-                        .map(|e| e.signed_message(&b.tx.response))
+                        .map(|e| e.signed_message_of(&mut payload))
                         .collect()
                 }
                 _ => Vec::new(),

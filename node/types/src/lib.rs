@@ -24,9 +24,9 @@ pub use genesis::{
 };
 pub use policy::{Policy, PolicyError};
 pub use tx::{
-    BatchProof, Endorsement, Event, MAX_BATCH_DEPTH, Proposal, ProposalHeader, ProposalResponse,
-    Read, ResponsePayload, RwSet, SignedProposal, Transaction, TxError, Version, Write, batch_leaf,
-    batch_message, batch_tree,
+    BatchProof, EndorsedPayload, Endorsement, Event, MAX_BATCH_DEPTH, Proposal, ProposalHeader,
+    ProposalResponse, Read, ResponsePayload, RwSet, SignedProposal, Transaction, TxError, Version,
+    Write, batch_leaf, batch_message, batch_tree,
 };
 
 use serde::Serialize;

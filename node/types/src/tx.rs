@@ -292,10 +292,38 @@ impl Endorsement {
     /// What the signature covers for `payload`: the payload bytes, or the batch message
     /// ([`batch_message`]) of the root that the proof and the payload's leaf lead to.
     pub fn signed_message<'a>(&self, payload: &'a [u8]) -> Cow<'a, [u8]> {
+        self.signed_message_of(&mut EndorsedPayload::new(payload))
+    }
+
+    /// [`Endorsement::signed_message`] for one of several endorsements of the same payload
+    /// (a transaction's): the payload's leaf is hashed once for all of them.
+    pub fn signed_message_of<'a>(&self, payload: &mut EndorsedPayload<'a>) -> Cow<'a, [u8]> {
         match &self.batch {
-            None => Cow::Borrowed(payload),
-            Some(proof) => Cow::Owned(batch_message(&proof.root(batch_leaf(payload)))),
+            None => Cow::Borrowed(payload.bytes),
+            Some(proof) => Cow::Owned(batch_message(&proof.root(payload.leaf()))),
         }
+    }
+}
+
+/// An endorsed payload and its batch-tree leaf ([`batch_leaf`]), hashed on first use and
+/// kept: the endorsements of a transaction all carry the same payload, each in its own
+/// endorser's tree.
+#[derive(Debug, Clone)]
+pub struct EndorsedPayload<'a> {
+    bytes: &'a [u8],
+    leaf: Option<Hash32>,
+}
+
+impl<'a> EndorsedPayload<'a> {
+    /// `bytes`, its leaf not hashed yet.
+    pub fn new(bytes: &'a [u8]) -> EndorsedPayload<'a> {
+        EndorsedPayload { bytes, leaf: None }
+    }
+
+    /// The payload's leaf.
+    pub fn leaf(&mut self) -> Hash32 {
+        let bytes = self.bytes;
+        *self.leaf.get_or_insert_with(|| batch_leaf(bytes))
     }
 }
 
@@ -605,6 +633,40 @@ mod tests {
                 let e = Endorsement { endorser: c.clone(), signature: sig, batch: Some(proofs[j].clone()) };
                 prop_assert!(c.body.public_key.verify(&e.signed_message(&payloads[i]), &sig).is_err());
             }
+        }
+
+        /// A transaction's endorsements from different batches (and one signed alone), checked
+        /// with its payload's leaf hashed once, cover exactly what each checked alone covers.
+        #[test]
+        fn endorsements_of_one_payload_share_its_leaf(
+            a in prop::collection::vec(arb_bytes(40), 1..9),
+            b in prop::collection::vec(arb_bytes(40), 1..20),
+            payload in arb_bytes(60),
+        ) {
+            let (k, c) = cert(9);
+            let mut endorsements = Vec::new();
+            for others in [&a, &b] {
+                // The payload last in one batch, first in the other.
+                let mut batch: Vec<&[u8]> = others.iter().map(Vec::as_slice).collect();
+                if endorsements.is_empty() { batch.push(&payload) } else { batch.insert(0, &payload) }
+                let (message, proofs) = batch_tree(&batch).unwrap();
+                let at = if endorsements.is_empty() { batch.len() - 1 } else { 0 };
+                endorsements.push((message.clone(), Endorsement {
+                    endorser: c.clone(),
+                    signature: k.sign(&message),
+                    batch: Some(proofs[at].clone()),
+                }));
+            }
+            endorsements.push((payload.clone(), Endorsement::single(c.clone(), k.sign(&payload))));
+            let mut shared = EndorsedPayload::new(&payload);
+            for (message, e) in &endorsements {
+                let once = e.signed_message_of(&mut shared);
+                prop_assert_eq!(once.as_ref(), message.as_slice());
+                let alone = e.signed_message(&payload);
+                prop_assert_eq!(once.as_ref(), alone.as_ref());
+                prop_assert!(c.body.public_key.verify(&once, &e.signature).is_ok());
+            }
+            prop_assert_eq!(shared.leaf(), batch_leaf(&payload));
         }
 
         #[test]
