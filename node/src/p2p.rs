@@ -100,8 +100,8 @@ pub struct Pacing {
 /// The instants at which paced batches may leave: every interval from one origin, shared by
 /// all of a node's batchers (the endorse requests to each peer and the gateway's own
 /// signatures). A proposal goes to every endorsing org at once and waits for the last answer:
-/// with a phase of its own per peer it would wait for the latest of four windows (three
-/// quarters of an interval on average), on one grid for one (half an interval).
+/// with a phase of its own per peer it would wait for the latest of four windows (four fifths
+/// of an interval on average), on one grid for one (half an interval).
 ///
 /// Each node has its own origin (when its p2p layer started). One grid for the whole network
 /// (ticks on multiples of the interval in wall-clock time) was tried: every gateway's
