@@ -139,6 +139,7 @@ trap cleanup EXIT
     echo "[[orgs.users]]"
     echo "name = \"loadgen\""
     echo "role = \"client\""
+    echo "pre_key = false"
   done
   echo "[[contracts]]"
   echo 'name = "kv"'

@@ -84,6 +84,7 @@ else
       echo "[[orgs.users]]"
       echo "name = \"loadgen\""
       echo "role = \"client\""
+      echo "pre_key = false"
     done
     echo "[[contracts]]"
     echo 'name = "kv"'

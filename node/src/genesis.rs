@@ -343,6 +343,12 @@ pub struct UserSpec {
     /// The user's role (`admin`, `patient`, `doctor`, `nurse`, `lab`, `insurer`, `pharmacist`,
     /// `auditor`, `client`; `node` is for nodes).
     pub role: Role,
+    /// Whether the user gets a proxy re-encryption key, in its certificate and identity file
+    /// (default true). Data can be sealed only to a user that has one, and only such a user can
+    /// delegate; an application that never receives sealed data (a load generator) does without
+    /// one, and its transactions carry a certificate 672 bytes shorter.
+    #[serde(default = "default_true")]
+    pub pre_key: bool,
 }
 
 /// `[[contracts]]`: a contract and its endorsement policy.
@@ -1002,13 +1008,19 @@ pub fn generate(
 
         for user in &org.users {
             let key = new_key(&format!("user {}@{}", user.name, org.name))?;
-            // Every person gets a proxy re-encryption key: sealed fields and bundle keys are
-            // sealed to it, and patients delegate with it.
-            let pre = PreSecretKey::generate().map_err(|e| GenesisError::InvalidSpec {
-                path: None,
-                key: format!("orgs.{}.users.{}", org.name, user.name),
-                why: format!("cannot generate a proxy re-encryption key: {e}"),
-            })?;
+            // A user gets a proxy re-encryption key unless its spec says `pre_key = false`:
+            // sealed fields and bundle keys are sealed to it, and patients delegate with it.
+            let pre = if user.pre_key {
+                Some(
+                    PreSecretKey::generate().map_err(|e| GenesisError::InvalidSpec {
+                        path: None,
+                        key: format!("orgs.{}.users.{}", org.name, user.name),
+                        why: format!("cannot generate a proxy re-encryption key: {e}"),
+                    })?,
+                )
+            } else {
+                None
+            };
             let (cert, _) = issue(
                 &ca,
                 CertificateBody {
@@ -1016,12 +1028,16 @@ pub fn generate(
                     org: org.name.clone(),
                     role: user.role,
                     public_key: key.public_key(),
-                    pre_public_key: Some(pre.public_key().to_bytes().to_vec()),
+                    pre_public_key: pre.as_ref().map(|p| p.public_key().to_bytes().to_vec()),
                     not_before,
                     not_after,
                 },
             )?;
-            let id = Identity::new(cert, key)?.with_pre(pre)?;
+            let id = Identity::new(cert, key)?;
+            let id = match pre {
+                Some(pre) => id.with_pre(pre)?,
+                None => id,
+            };
             let path = org_dir.join("users").join(&user.name).join("identity.json");
             files.push(OutFile::secret(path.clone(), id.to_json()?));
             m_users.push(ManifestUser {
@@ -1506,6 +1522,7 @@ mod tests {
                 id.cert.verify(&ca_key, now_s).unwrap();
                 assert_eq!(id.cert.body.role, user.role);
                 assert!(id.cert.body.pre_public_key.is_some() == id.pre.is_some());
+                assert_eq!(id.pre.is_some(), user.pre_key, "{}", user.name);
                 let m = manifest.user(&org.name, &user.name).unwrap();
                 assert_eq!(out.join(&m.identity), p);
                 // Signed by its own org's CA, not another's.
@@ -1595,6 +1612,10 @@ mod tests {
                 "{}",
                 org.name
             );
+            // Only the load generator goes without a proxy re-encryption key.
+            for u in &org.users {
+                assert_eq!(u.pre_key, u.name != "loadgen", "{}@{}", u.name, org.name);
+            }
         }
         let roles: BTreeSet<Role> = four
             .orgs
