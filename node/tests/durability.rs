@@ -77,22 +77,14 @@ async fn acknowledged_commits_survive_sigkill_and_the_node_goes_on() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_killed_under_load_and_restarted_alone_shows_all_it_acknowledged() {
     let net = Arc::new(MultiNet::new(4, "MAJORITY", 50, 500));
-    let configs: Vec<_> = (0..4).map(|i| net.write_config(i)).collect();
-    let mut procs: Vec<Option<NodeProcess>> = configs
-        .iter()
-        .map(|c| Some(NodeProcess::spawn(c)))
-        .collect();
+    let (configs, mut procs) = net.spawn_all();
     let first = net.client(procs[0].as_ref().unwrap().addr);
     let leader = wait_for(Duration::from_secs(60), || async {
         first.status().await.ok()?.leader
     })
     .await;
-    let f = net
-        .manifest
-        .nodes
-        .iter()
-        .position(|n| format!("{}@{}", n.name, n.org) != leader)
-        .unwrap();
+    let l = net.node_index(&leader).unwrap();
+    let f = (l + 1) % net.manifest.nodes.len();
     let client = net.client(procs[f].as_ref().unwrap().addr);
     // The first submission waits for the peers to connect.
     let sp = net.proposal(f, "put", &["first", "x"]);

@@ -222,11 +222,7 @@ async fn steady_submissions_are_paced_into_shared_requests_and_sparse_ones_are_n
 async fn killing_the_leader_under_load_loses_nothing_and_it_catches_up() {
     // A majority of orgs endorses, so txs go on with one node down.
     let net = Arc::new(MultiNet::new(4, "MAJORITY", 50, 500));
-    let configs: Vec<_> = (0..4).map(|i| net.write_config(i)).collect();
-    let mut procs: Vec<Option<NodeProcess>> = configs
-        .iter()
-        .map(|c| Some(NodeProcess::spawn(c)))
-        .collect();
+    let (configs, mut procs) = net.spawn_all();
     let clients: Vec<Client> = procs
         .iter()
         .map(|p| {
@@ -238,12 +234,7 @@ async fn killing_the_leader_under_load_loses_nothing_and_it_catches_up() {
     wait_connected(&clients, 3).await;
     let status = clients[0].status().await.unwrap();
     let leader_name = status.leader.unwrap();
-    let leader = net
-        .manifest
-        .nodes
-        .iter()
-        .position(|n| format!("{}@{}", n.name, n.org) == leader_name)
-        .unwrap();
+    let leader = net.node_index(&leader_name).unwrap();
 
     // Load from the three other nodes' gateways, all the way through the kill.
     let acked = Arc::new(Mutex::new(Vec::<(String, u64)>::new()));

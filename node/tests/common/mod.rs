@@ -374,6 +374,26 @@ impl MultiNet {
         p
     }
 
+    /// Writes every node's config and starts each as a `sphr-node` process.
+    pub fn spawn_all(&self) -> (Vec<PathBuf>, Vec<Option<NodeProcess>>) {
+        let configs: Vec<PathBuf> = (0..self.manifest.nodes.len())
+            .map(|i| self.write_config(i))
+            .collect();
+        let procs = configs
+            .iter()
+            .map(|c| Some(NodeProcess::spawn(c)))
+            .collect();
+        (configs, procs)
+    }
+
+    /// The index of the node named `name@org`.
+    pub fn node_index(&self, name: &str) -> Option<usize> {
+        self.manifest
+            .nodes
+            .iter()
+            .position(|n| format!("{}@{}", n.name, n.org) == name)
+    }
+
     /// Starts node `i` in this process.
     pub async fn start(&self, i: usize) -> RunningNode {
         self.start_with(i, |_| {}).await
